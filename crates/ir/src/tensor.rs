@@ -256,3 +256,23 @@ pub fn f16_to_f32(bits: u16) -> f32 {
     };
     f32::from_bits(out)
 }
+
+impl Tensor {
+    /// Reads a file holding one serialized `TensorProto` (the ONNX test-data layout
+    /// `input_N.pb` / `output_N.pb`).
+    pub fn load_pb(path: impl AsRef<std::path::Path>) -> Result<Tensor> {
+        use prost::Message;
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| IrError::io("reading", path, e))?;
+        let proto = transfuse_proto::TensorProto::decode(Bytes::from(bytes))?;
+        crate::convert::tensor_from_proto(proto)
+    }
+
+    /// Writes this tensor as one serialized `TensorProto` (inline data).
+    pub fn save_pb(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        use prost::Message;
+        let path = path.as_ref();
+        let bytes = crate::convert::tensor_to_proto(self).encode_to_vec();
+        std::fs::write(path, bytes).map_err(|e| IrError::io("writing", path, e))
+    }
+}
