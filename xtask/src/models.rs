@@ -38,16 +38,29 @@ pub fn materialize(names: &[String], force: bool) -> Result<Vec<PathBuf>> {
     let mut all: Vec<String> = std::fs::read_dir(&dir)
         .with_context(|| format!("listing {}", dir.display()))?
         .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".onnx").map(String::from))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".onnx")
+                .map(String::from)
+        })
         .collect();
     all.sort();
-    let chosen: Vec<String> = if names.is_empty() { all.clone() } else { names.to_vec() };
+    let chosen: Vec<String> = if names.is_empty() {
+        all.clone()
+    } else {
+        names.to_vec()
+    };
     let out_dir = paths::materialized_models();
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let mut out = Vec::new();
     for name in chosen {
         if !all.contains(&name) {
-            bail!("no skeleton named '{name}' in {} (have: {})", dir.display(), all.join(", "));
+            bail!(
+                "no skeleton named '{name}' in {} (have: {})",
+                dir.display(),
+                all.join(", ")
+            );
         }
         let dest = out_dir.join(format!("{name}.onnx"));
         if force || !dest.exists() {
@@ -67,11 +80,16 @@ fn materialize_one(src: &Path, dest: &Path, name: &str) -> Result<()> {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
-    let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x1000_0000_01b3));
+    let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x1000_0000_01b3)
+    });
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let normal = Normal::new(0.0f32, 0.02).context("normal distribution")?;
     for tname in &fill {
-        let t = model.graph.initializers.get_mut(tname).with_context(|| format!("skeleton_fill names '{tname}', which is no initializer"))?;
+        let t =
+            model.graph.initializers.get_mut(tname).with_context(|| {
+                format!("skeleton_fill names '{tname}', which is no initializer")
+            })?;
         if t.dtype != DataType::Float {
             bail!("skeleton tensor '{tname}' is {}, expected f32", t.dtype);
         }
@@ -81,6 +99,8 @@ fn materialize_one(src: &Path, dest: &Path, name: &str) -> Result<()> {
         *t = Arc::new(filled);
     }
     model.metadata_props.retain(|(k, _)| k != "skeleton_fill");
-    model.save(dest).with_context(|| format!("saving {}", dest.display()))?;
+    model
+        .save(dest)
+        .with_context(|| format!("saving {}", dest.display()))?;
     Ok(())
 }

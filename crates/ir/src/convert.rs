@@ -23,12 +23,19 @@ fn props_in(v: Vec<pb::StringStringEntryProto>) -> Vec<(String, String)> {
     v.into_iter().map(|e| (s(e.key), s(e.value))).collect()
 }
 fn props_out(v: &[(String, String)]) -> Vec<pb::StringStringEntryProto> {
-    v.iter().map(|(k, v)| pb::StringStringEntryProto { key: Some(k.clone()), value: Some(v.clone()) }).collect()
+    v.iter()
+        .map(|(k, v)| pb::StringStringEntryProto {
+            key: Some(k.clone()),
+            value: Some(v.clone()),
+        })
+        .collect()
 }
 
 /// Protobuf model to IR model. External data is not resolved here (see `load`).
 pub(crate) fn model_from_proto(m: pb::ModelProto) -> Result<Model> {
-    let graph = m.graph.ok_or_else(|| IrError::NotOnnx("the model has no graph".into()))?;
+    let graph = m
+        .graph
+        .ok_or_else(|| IrError::NotOnnx("the model has no graph".into()))?;
     if m.ir_version.unwrap_or(0) <= 0 {
         return Err(IrError::NotOnnx("ir_version is missing".into()));
     }
@@ -37,7 +44,10 @@ pub(crate) fn model_from_proto(m: pb::ModelProto) -> Result<Model> {
         opset_imports: m
             .opset_import
             .into_iter()
-            .map(|o| OpsetImport { domain: s(o.domain), version: o.version.unwrap_or(0) })
+            .map(|o| OpsetImport {
+                domain: s(o.domain),
+                version: o.version.unwrap_or(0),
+            })
             .collect(),
         producer_name: s(m.producer_name),
         producer_version: s(m.producer_version),
@@ -59,7 +69,10 @@ pub(crate) fn model_to_proto(m: &Model) -> pb::ModelProto {
         opset_import: m
             .opset_imports
             .iter()
-            .map(|o| pb::OperatorSetIdProto { domain: Some(o.domain.clone()), version: Some(o.version) })
+            .map(|o| pb::OperatorSetIdProto {
+                domain: Some(o.domain.clone()),
+                version: Some(o.version),
+            })
             .collect(),
         producer_name: opt(&m.producer_name),
         producer_version: opt(&m.producer_version),
@@ -93,8 +106,16 @@ pub fn graph_from_proto(g: pb::GraphProto) -> Result<Graph> {
         doc_string: s(g.doc_string),
         inputs: g.input.into_iter().map(value_info_from_proto).collect(),
         outputs: g.output.into_iter().map(value_info_from_proto).collect(),
-        value_info: g.value_info.into_iter().map(value_info_from_proto).collect(),
-        nodes: g.node.into_iter().map(node_from_proto).collect::<Result<_>>()?,
+        value_info: g
+            .value_info
+            .into_iter()
+            .map(value_info_from_proto)
+            .collect(),
+        nodes: g
+            .node
+            .into_iter()
+            .map(node_from_proto)
+            .collect::<Result<_>>()?,
         initializers,
         sparse_initializers: g.sparse_initializer,
         quantization_annotation: g.quantization_annotation,
@@ -107,7 +128,11 @@ pub fn graph_to_proto(g: &Graph) -> pb::GraphProto {
     pb::GraphProto {
         node: g.nodes.iter().map(node_to_proto).collect(),
         name: Some(g.name.clone()),
-        initializer: g.initializers.values().map(|t| tensor_to_proto(t)).collect(),
+        initializer: g
+            .initializers
+            .values()
+            .map(|t| tensor_to_proto(t))
+            .collect(),
         sparse_initializer: g.sparse_initializers.clone(),
         doc_string: opt(&g.doc_string),
         input: g.inputs.iter().map(value_info_to_proto).collect(),
@@ -126,7 +151,11 @@ fn node_from_proto(n: pb::NodeProto) -> Result<Node> {
         overload: s(n.overload),
         inputs: n.input,
         outputs: n.output,
-        attributes: n.attribute.into_iter().map(attribute_from_proto).collect::<Result<_>>()?,
+        attributes: n
+            .attribute
+            .into_iter()
+            .map(attribute_from_proto)
+            .collect::<Result<_>>()?,
         doc_string: s(n.doc_string),
         metadata_props: props_in(n.metadata_props),
         device_configurations: n.device_configurations,
@@ -201,13 +230,23 @@ fn attribute_from_proto(a: pb::AttributeProto) -> Result<Attribute> {
         AT::Floats => AttrValue::Floats(a.floats),
         AT::Ints => AttrValue::Ints(a.ints),
         AT::Strings => AttrValue::Strings(a.strings),
-        AT::Tensors => AttrValue::Tensors(a.tensors.into_iter().map(tensor_from_proto).collect::<Result<_>>()?),
+        AT::Tensors => AttrValue::Tensors(
+            a.tensors
+                .into_iter()
+                .map(tensor_from_proto)
+                .collect::<Result<_>>()?,
+        ),
         AT::Graphs => AttrValue::Graphs(a.graphs),
         AT::SparseTensors => AttrValue::SparseTensors(a.sparse_tensors),
         AT::TypeProtos => AttrValue::TypeProtos(a.type_protos),
         AT::Undefined => AttrValue::Undefined,
     };
-    Ok(Attribute { name: s(a.name), value, doc_string: s(a.doc_string), ref_attr_name: s(a.ref_attr_name) })
+    Ok(Attribute {
+        name: s(a.name),
+        value,
+        doc_string: s(a.doc_string),
+        ref_attr_name: s(a.ref_attr_name),
+    })
 }
 
 fn attribute_to_proto(a: &Attribute) -> pb::AttributeProto {
@@ -288,7 +327,12 @@ pub fn tensor_from_proto(t: pb::TensorProto) -> Result<Tensor> {
     let name = s(t.name);
     let dtype = DataType::from_code(t.data_type.unwrap_or(0));
     let external = if t.data_location == Some(pb::tensor_proto::DataLocation::External as i32) {
-        let mut loc = ExternalLocation { location: String::new(), offset: 0, length: 0, extra: Vec::new() };
+        let mut loc = ExternalLocation {
+            location: String::new(),
+            offset: 0,
+            length: 0,
+            extra: Vec::new(),
+        };
         let mut has_length = false;
         for e in t.external_data {
             let (k, v) = (s(e.key), s(e.value));
@@ -309,7 +353,10 @@ pub fn tensor_from_proto(t: pb::TensorProto) -> Result<Tensor> {
             }
         }
         if loc.location.is_empty() {
-            return Err(IrError::ExternalDataInvalid { tensor: name, reason: "no 'location' entry".into() });
+            return Err(IrError::ExternalDataInvalid {
+                tensor: name,
+                reason: "no 'location' entry".into(),
+            });
         }
         if !has_length {
             loc.length = u64::MAX; // "to the end of the file", resolved by the loader
@@ -342,7 +389,9 @@ pub fn tensor_from_proto(t: pb::TensorProto) -> Result<Tensor> {
         data,
         doc_string: s(t.doc_string),
         metadata_props: props_in(t.metadata_props),
-        segment: t.segment.map(|sg| (sg.begin.unwrap_or(0), sg.end.unwrap_or(0))),
+        segment: t
+            .segment
+            .map(|sg| (sg.begin.unwrap_or(0), sg.end.unwrap_or(0))),
         external,
     })
 }
@@ -355,7 +404,10 @@ pub fn tensor_to_proto(t: &Tensor) -> pb::TensorProto {
         name: opt(&t.name),
         doc_string: opt(&t.doc_string),
         metadata_props: props_out(&t.metadata_props),
-        segment: t.segment.map(|(b, e)| pb::tensor_proto::Segment { begin: Some(b), end: Some(e) }),
+        segment: t.segment.map(|(b, e)| pb::tensor_proto::Segment {
+            begin: Some(b),
+            end: Some(e),
+        }),
         ..Default::default()
     };
     match &t.data {
@@ -419,14 +471,22 @@ fn type_from_proto(t: pb::TypeProto) -> ValueType {
                 denotation: s(t.denotation),
             }
         }
-        value => ValueType::Other(pb::TypeProto { value, denotation: t.denotation }),
+        value => ValueType::Other(pb::TypeProto {
+            value,
+            denotation: t.denotation,
+        }),
     }
 }
 
 fn type_to_proto(t: &ValueType) -> pb::TypeProto {
     match t {
         ValueType::Other(p) => p.clone(),
-        ValueType::Tensor { elem_type, shape, dim_denotations, denotation } => pb::TypeProto {
+        ValueType::Tensor {
+            elem_type,
+            shape,
+            dim_denotations,
+            denotation,
+        } => pb::TypeProto {
             value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
                 elem_type: Some(elem_type.code()),
                 shape: shape.as_ref().map(|dims| pb::TensorShapeProto {

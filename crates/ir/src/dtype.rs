@@ -70,14 +70,20 @@ const TABLE: [(DataType, i32, &str); 27] = [
 impl DataType {
     /// From the protobuf code.
     pub fn from_code(code: i32) -> DataType {
-        TABLE.iter().find(|(_, c, _)| *c == code).map_or(DataType::Other(code), |(d, _, _)| *d)
+        TABLE
+            .iter()
+            .find(|(_, c, _)| *c == code)
+            .map_or(DataType::Other(code), |(d, _, _)| *d)
     }
 
     /// The protobuf code.
     pub fn code(self) -> i32 {
         match self {
             DataType::Other(c) => c,
-            d => TABLE.iter().find(|(t, _, _)| *t == d).map_or(0, |(_, c, _)| *c),
+            d => TABLE
+                .iter()
+                .find(|(t, _, _)| *t == d)
+                .map_or(0, |(_, c, _)| *c),
         }
     }
 
@@ -85,7 +91,11 @@ impl DataType {
     pub fn short_name(self) -> String {
         match self {
             DataType::Other(c) => format!("dtype{c}"),
-            d => TABLE.iter().find(|(t, _, _)| *t == d).map_or("?", |(_, _, n)| n).to_string(),
+            d => TABLE
+                .iter()
+                .find(|(t, _, _)| *t == d)
+                .map_or("?", |(_, _, n)| n)
+                .to_string(),
         }
     }
 
@@ -109,7 +119,14 @@ impl DataType {
         use DataType::*;
         matches!(
             self,
-            Float | Double | Float16 | Bfloat16 | Float8E4M3Fn | Float8E4M3Fnuz | Float8E5M2 | Float8E5M2Fnuz
+            Float
+                | Double
+                | Float16
+                | Bfloat16
+                | Float8E4M3Fn
+                | Float8E4M3Fnuz
+                | Float8E5M2
+                | Float8E5M2Fnuz
         )
     }
 }

@@ -13,9 +13,24 @@ impl Model {
         let opsets: Vec<String> = self
             .opset_imports
             .iter()
-            .map(|o| format!("{}:{}", if o.domain.is_empty() { "ai.onnx" } else { &o.domain }, o.version))
+            .map(|o| {
+                format!(
+                    "{}:{}",
+                    if o.domain.is_empty() {
+                        "ai.onnx"
+                    } else {
+                        &o.domain
+                    },
+                    o.version
+                )
+            })
             .collect();
-        let _ = writeln!(out, "model ir_version={} opsets=[{}]", self.ir_version, opsets.join(", "));
+        let _ = writeln!(
+            out,
+            "model ir_version={} opsets=[{}]",
+            self.ir_version,
+            opsets.join(", ")
+        );
         out.push_str(&self.graph.dump());
         out
     }
@@ -37,10 +52,27 @@ impl Graph {
             let _ = writeln!(out, "  init {}: {}", t.name, tensor_summary(t));
         }
         for n in &self.nodes {
-            let op = if n.is_onnx() { n.op_type.clone() } else { format!("{}.{}", n.domain, n.op_type) };
-            let attrs: Vec<String> = n.attributes.iter().map(|a| format!("{}={}", a.name, attr(&a.value))).collect();
-            let attrs = if attrs.is_empty() { String::new() } else { format!("[{}]", attrs.join(", ")) };
-            let _ = writeln!(out, "  {} = {op}{attrs}({})", n.outputs.join(", "), n.inputs.join(", "));
+            let op = if n.is_onnx() {
+                n.op_type.clone()
+            } else {
+                format!("{}.{}", n.domain, n.op_type)
+            };
+            let attrs: Vec<String> = n
+                .attributes
+                .iter()
+                .map(|a| format!("{}={}", a.name, attr(&a.value)))
+                .collect();
+            let attrs = if attrs.is_empty() {
+                String::new()
+            } else {
+                format!("[{}]", attrs.join(", "))
+            };
+            let _ = writeln!(
+                out,
+                "  {} = {op}{attrs}({})",
+                n.outputs.join(", "),
+                n.inputs.join(", ")
+            );
         }
         out
     }
@@ -49,7 +81,14 @@ impl Graph {
 fn value(v: &ValueInfo) -> String {
     match (v.elem_type(), v.shape()) {
         (Some(t), Some(s)) => {
-            format!("{}: {t}[{}]", v.name, s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","))
+            format!(
+                "{}: {t}[{}]",
+                v.name,
+                s.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
         }
         (Some(t), None) => format!("{}: {t}[..]", v.name),
         _ => v.name.clone(),
@@ -57,7 +96,12 @@ fn value(v: &ValueInfo) -> String {
 }
 
 fn tensor_summary(t: &Tensor) -> String {
-    let dims = t.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",");
+    let dims = t
+        .dims
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let n = t.numel().unwrap_or(0);
     let values = if n <= 8 && !matches!(t.data, TensorData::Empty) {
         match t.to_f64_vec() {
@@ -85,7 +129,12 @@ fn attr(v: &AttrValue) -> String {
         AttrValue::Floats(v) => format!("{v:?}"),
         AttrValue::Ints(v) => format!("{v:?}"),
         AttrValue::Strings(v) => {
-            format!("{:?}", v.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect::<Vec<_>>())
+            format!(
+                "{:?}",
+                v.iter()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect::<Vec<_>>()
+            )
         }
         AttrValue::Tensors(v) => format!("<{} tensors>", v.len()),
         AttrValue::Graphs(v) => format!("<{} graphs>", v.len()),

@@ -88,10 +88,21 @@ pub enum IrError {
 pub type Result<T, E = IrError> = std::result::Result<T, E>;
 
 impl IrError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        IrError::Io { action, path: path.into(), source }
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        IrError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
     }
     pub(crate) fn tensor(tensor: &str, reason: impl Into<String>) -> Self {
-        IrError::InvalidTensor { tensor: tensor.to_string(), reason: reason.into() }
+        IrError::InvalidTensor {
+            tensor: tensor.to_string(),
+            reason: reason.into(),
+        }
     }
 }

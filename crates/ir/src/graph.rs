@@ -48,7 +48,12 @@ pub struct Attribute {
 impl Attribute {
     /// A plain attribute.
     pub fn new(name: impl Into<String>, value: AttrValue) -> Attribute {
-        Attribute { name: name.into(), value, doc_string: String::new(), ref_attr_name: String::new() }
+        Attribute {
+            name: name.into(),
+            value,
+            doc_string: String::new(),
+            ref_attr_name: String::new(),
+        }
     }
 }
 
@@ -87,7 +92,13 @@ impl Node {
         inputs: Vec<String>,
         outputs: Vec<String>,
     ) -> Node {
-        Node { op_type: op_type.into(), domain: domain.into(), inputs, outputs, ..Node::default() }
+        Node {
+            op_type: op_type.into(),
+            domain: domain.into(),
+            inputs,
+            outputs,
+            ..Node::default()
+        }
     }
 
     /// Adds an attribute (builder style).
@@ -98,7 +109,10 @@ impl Node {
 
     /// The attribute called `name`.
     pub fn attr(&self, name: &str) -> Option<&AttrValue> {
-        self.attributes.iter().find(|a| a.name == name).map(|a| &a.value)
+        self.attributes
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| &a.value)
     }
 
     /// An integer attribute.
@@ -159,7 +173,11 @@ impl Node {
         if !self.name.is_empty() {
             self.name.clone()
         } else {
-            format!("{}->{}", self.op_type, self.outputs.first().map_or("?", String::as_str))
+            format!(
+                "{}->{}",
+                self.op_type,
+                self.outputs.first().map_or("?", String::as_str)
+            )
         }
     }
 
@@ -202,7 +220,10 @@ fn outer_scope_reads(g: &pb::GraphProto) -> Vec<String> {
             }
         }
     }
-    g.output.iter().filter_map(|v| v.name.as_deref()).for_each(&mut consider);
+    g.output
+        .iter()
+        .filter_map(|v| v.name.as_deref())
+        .for_each(&mut consider);
     reads
 }
 
@@ -248,7 +269,12 @@ pub enum ValueType {
 impl ValueType {
     /// A tensor type.
     pub fn tensor(elem_type: DataType, shape: Option<Vec<Dim>>) -> ValueType {
-        ValueType::Tensor { elem_type, shape, dim_denotations: Vec::new(), denotation: String::new() }
+        ValueType::Tensor {
+            elem_type,
+            shape,
+            dim_denotations: Vec::new(),
+            denotation: String::new(),
+        }
     }
 
     /// The element type of a tensor type.
@@ -283,7 +309,11 @@ pub struct ValueInfo {
 
 impl ValueInfo {
     /// A tensor value info.
-    pub fn tensor(name: impl Into<String>, elem_type: DataType, shape: Option<Vec<Dim>>) -> ValueInfo {
+    pub fn tensor(
+        name: impl Into<String>,
+        elem_type: DataType,
+        shape: Option<Vec<Dim>>,
+    ) -> ValueInfo {
         ValueInfo {
             name: name.into(),
             ty: Some(ValueType::tensor(elem_type, shape)),
@@ -341,17 +371,26 @@ impl Graph {
 
     /// Adds (or replaces) an initializer.
     pub fn add_initializer(&mut self, tensor: Tensor) {
-        self.initializers.insert(tensor.name.clone(), Arc::new(tensor));
+        self.initializers
+            .insert(tensor.name.clone(), Arc::new(tensor));
     }
 
     /// Declared type of a value: graph input, output or `value_info`, else the initializer's.
     pub fn value_type(&self, name: &str) -> Option<ValueType> {
-        let declared = self.inputs.iter().chain(&self.outputs).chain(&self.value_info).find(|v| v.name == name);
+        let declared = self
+            .inputs
+            .iter()
+            .chain(&self.outputs)
+            .chain(&self.value_info)
+            .find(|v| v.name == name);
         if let Some(ty) = declared.and_then(|v| v.ty.clone()) {
             return Some(ty);
         }
         self.initializer(name).map(|t| {
-            ValueType::tensor(t.dtype, Some(t.dims.iter().map(|&d| Dim::Known(d)).collect()))
+            ValueType::tensor(
+                t.dtype,
+                Some(t.dims.iter().map(|&d| Dim::Known(d)).collect()),
+            )
         })
     }
 
@@ -424,7 +463,12 @@ impl Graph {
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); count];
         for (i, n) in self.nodes.iter().enumerate() {
             let implicit = n.implicit_inputs();
-            for inp in n.inputs.iter().filter(|s| !s.is_empty()).chain(implicit.iter()) {
+            for inp in n
+                .inputs
+                .iter()
+                .filter(|s| !s.is_empty())
+                .chain(implicit.iter())
+            {
                 if let Some(&p) = producer.get(inp.as_str()) {
                     indegree[i] += 1;
                     dependents[p].push(i);
@@ -443,8 +487,10 @@ impl Graph {
             }
         }
         // Kahn's algorithm, always taking the lowest ready index: stable for sorted graphs.
-        let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> =
-            (0..count).filter(|&i| indegree[i] == 0).map(std::cmp::Reverse).collect();
+        let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = (0..count)
+            .filter(|&i| indegree[i] == 0)
+            .map(std::cmp::Reverse)
+            .collect();
         let mut order = Vec::with_capacity(count);
         while let Some(std::cmp::Reverse(i)) = ready.pop() {
             order.push(i);
@@ -458,10 +504,16 @@ impl Graph {
         if order.len() < count {
             let stuck = (0..count).find(|&i| indegree[i] > 0).unwrap_or(0);
             let n = &self.nodes[stuck];
-            return Err(IrError::Cycle { node: n.label(), op_type: n.op_type.clone() });
+            return Err(IrError::Cycle {
+                node: n.label(),
+                op_type: n.op_type.clone(),
+            });
         }
         if order.iter().enumerate().any(|(pos, &i)| pos != i) {
-            let mut old: Vec<Option<Node>> = std::mem::take(&mut self.nodes).into_iter().map(Some).collect();
+            let mut old: Vec<Option<Node>> = std::mem::take(&mut self.nodes)
+                .into_iter()
+                .map(Some)
+                .collect();
             self.nodes = order.into_iter().filter_map(|i| old[i].take()).collect();
         }
         Ok(())
@@ -496,7 +548,11 @@ impl Graph {
     pub fn op_histogram(&self) -> std::collections::BTreeMap<String, usize> {
         let mut h = std::collections::BTreeMap::new();
         for n in &self.nodes {
-            let key = if n.is_onnx() { n.op_type.clone() } else { format!("{}.{}", n.domain, n.op_type) };
+            let key = if n.is_onnx() {
+                n.op_type.clone()
+            } else {
+                format!("{}.{}", n.domain, n.op_type)
+            };
             *h.entry(key).or_insert(0) += 1;
         }
         h
@@ -504,5 +560,9 @@ impl Graph {
 }
 
 fn dup(name: &str, first: String, second: &str) -> IrError {
-    IrError::DuplicateValue { name: name.to_string(), first, second: second.to_string() }
+    IrError::DuplicateValue {
+        name: name.to_string(),
+        first,
+        second: second.to_string(),
+    }
 }

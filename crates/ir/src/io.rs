@@ -35,12 +35,25 @@ pub enum ExternalData {
 }
 
 /// Options of [`Model::save_with`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SaveOptions {
     /// Where tensor data goes.
     pub external_data: ExternalData,
+    /// Under [`ExternalData::Auto`], the most tensor bytes kept inline (protobuf's 2 GiB
+    /// message limit less headroom for the graph).
+    pub inline_budget: usize,
     /// `fsync` the files before renaming them into place.
     pub sync: bool,
+}
+
+impl Default for SaveOptions {
+    fn default() -> Self {
+        SaveOptions {
+            external_data: ExternalData::Auto,
+            inline_budget: INLINE_BUDGET,
+            sync: false,
+        }
+    }
 }
 
 /// Protobuf's hard limit on one message; larger models need external data.
@@ -84,10 +97,19 @@ impl Model {
         let path = path.as_ref();
         let mut proto = model_to_proto(self);
         let graph = proto.graph.take().unwrap_or_default();
-        let tensors: Vec<&Tensor> = self.graph.initializers.values().map(|t| t.as_ref()).collect();
-        let external = choose_external(&tensors, &options.external_data);
+        let tensors: Vec<&Tensor> = self
+            .graph
+            .initializers
+            .values()
+            .map(|t| t.as_ref())
+            .collect();
+        let external = choose_external(&tensors, &options.external_data, options.inline_budget);
 
-        let data_name = format!("{}.data", path.file_name().map_or("model.onnx".into(), |n| n.to_string_lossy()));
+        let data_name = format!(
+            "{}.data",
+            path.file_name()
+                .map_or("model.onnx".into(), |n| n.to_string_lossy())
+        );
         let data_path = path.with_file_name(&data_name);
         let mut pending = Vec::new();
 
@@ -95,7 +117,14 @@ impl Model {
         let mut graph = graph;
         if external.iter().any(|&e| e) {
             let tmp = temp_path(&data_path);
-            let result = write_external(&tmp, &tensors, &external, &data_name, &mut graph, options.sync);
+            let result = write_external(
+                &tmp,
+                &tensors,
+                &external,
+                &data_name,
+                &mut graph,
+                options.sync,
+            );
             if let Err(e) = result {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
@@ -130,20 +159,31 @@ impl Model {
     }
 }
 
-fn write_model_file(tmp: &Path, proto: &pb::ModelProto, graph: pb::GraphProto, sync: bool) -> Result<()> {
+fn write_model_file(
+    tmp: &Path,
+    proto: &pb::ModelProto,
+    graph: pb::GraphProto,
+    sync: bool,
+) -> Result<()> {
     let file = File::create(tmp).map_err(|e| IrError::io("creating", tmp, e))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     write_model(&mut w, proto, graph).map_err(|e| IrError::io("writing", tmp, e))?;
-    let file = w.into_inner().map_err(|e| IrError::io("writing", tmp, e.into_error()))?;
+    let file = w
+        .into_inner()
+        .map_err(|e| IrError::io("writing", tmp, e.into_error()))?;
     if sync {
-        file.sync_all().map_err(|e| IrError::io("syncing", tmp, e))?;
+        file.sync_all()
+            .map_err(|e| IrError::io("syncing", tmp, e))?;
     }
     Ok(())
 }
 
 fn map_file(path: &Path) -> Result<Bytes> {
     let file = File::open(path).map_err(|e| IrError::io("opening", path, e))?;
-    let len = file.metadata().map_err(|e| IrError::io("reading", path, e))?.len();
+    let len = file
+        .metadata()
+        .map_err(|e| IrError::io("reading", path, e))?
+        .len();
     if len == 0 {
         return Ok(Bytes::new());
     }
@@ -154,26 +194,40 @@ fn map_file(path: &Path) -> Result<Bytes> {
 }
 
 fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map_or("model".into(), |n| n.to_string_lossy().into_owned());
+    let name = path
+        .file_name()
+        .map_or("model".into(), |n| n.to_string_lossy().into_owned());
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
 fn resolve_external_data(model: &mut Model, base_dir: Option<&Path>) -> Result<()> {
     let mut files: HashMap<PathBuf, Bytes> = HashMap::new();
     for tensor in model.graph.initializers.values_mut() {
-        let Some(loc) = tensor.external.clone() else { continue };
-        let invalid = |reason: String| IrError::ExternalDataInvalid { tensor: tensor.name.clone(), reason };
+        let Some(loc) = tensor.external.clone() else {
+            continue;
+        };
+        let invalid = |reason: String| IrError::ExternalDataInvalid {
+            tensor: tensor.name.clone(),
+            reason,
+        };
         let rel = Path::new(&loc.location);
         if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
-            return Err(invalid(format!("location '{}' leaves the model's directory", loc.location)));
+            return Err(invalid(format!(
+                "location '{}' leaves the model's directory",
+                loc.location
+            )));
         }
-        let base = base_dir.ok_or_else(|| invalid("no directory to resolve external data against".into()))?;
+        let base = base_dir
+            .ok_or_else(|| invalid("no directory to resolve external data against".into()))?;
         let path = base.join(rel);
         let data = match files.get(&path) {
             Some(b) => b.clone(),
             None => {
                 if !path.exists() {
-                    return Err(IrError::ExternalDataMissing { tensor: tensor.name.clone(), path });
+                    return Err(IrError::ExternalDataMissing {
+                        tensor: tensor.name.clone(),
+                        path,
+                    });
                 }
                 let b = map_file(&path)?;
                 files.insert(path.clone(), b.clone());
@@ -184,7 +238,10 @@ fn resolve_external_data(model: &mut Model, base_dir: Option<&Path>) -> Result<(
         let end = if loc.length == u64::MAX {
             data.len()
         } else {
-            usize::try_from(loc.length).ok().and_then(|l| start.checked_add(l)).unwrap_or(usize::MAX)
+            usize::try_from(loc.length)
+                .ok()
+                .and_then(|l| start.checked_add(l))
+                .unwrap_or(usize::MAX)
         };
         if start > data.len() || end > data.len() || start > end {
             return Err(invalid(format!(
@@ -209,7 +266,13 @@ fn check_tensor_sizes(model: &Model) -> Result<()> {
             if n.checked_mul(size) != Some(b.len()) {
                 return Err(IrError::tensor(
                     &t.name,
-                    format!("raw data has {} bytes, but {} x {:?} needs {}", b.len(), t.dtype, t.dims, n * size),
+                    format!(
+                        "raw data has {} bytes, but {} x {:?} needs {}",
+                        b.len(),
+                        t.dtype,
+                        t.dims,
+                        n * size
+                    ),
                 ));
             }
         }
@@ -218,19 +281,26 @@ fn check_tensor_sizes(model: &Model) -> Result<()> {
 }
 
 /// Which initializers go to the external file, parallel to `tensors`.
-fn choose_external(tensors: &[&Tensor], policy: &ExternalData) -> Vec<bool> {
+fn choose_external(tensors: &[&Tensor], policy: &ExternalData, inline_budget: usize) -> Vec<bool> {
     let has_bytes = |t: &Tensor| matches!(t.data, TensorData::Raw(_)) || t.raw_bytes().is_ok();
     match policy {
         ExternalData::Inline => vec![false; tensors.len()],
-        ExternalData::External { min_bytes } => {
-            tensors.iter().map(|t| t.byte_len() >= *min_bytes && has_bytes(t)).collect()
-        }
+        ExternalData::External { min_bytes } => tensors
+            .iter()
+            .map(|t| t.byte_len() >= *min_bytes && has_bytes(t))
+            .collect(),
         ExternalData::Auto => {
             let total: usize = tensors.iter().map(|t| t.byte_len()).sum();
-            if total > INLINE_BUDGET {
-                tensors.iter().map(|t| t.byte_len() >= 1024 && has_bytes(t)).collect()
+            if total > inline_budget {
+                tensors
+                    .iter()
+                    .map(|t| t.byte_len() >= 1024 && has_bytes(t))
+                    .collect()
             } else {
-                tensors.iter().map(|t| t.external.is_some() && has_bytes(t)).collect()
+                tensors
+                    .iter()
+                    .map(|t| t.external.is_some() && has_bytes(t))
+                    .collect()
             }
         }
     }
@@ -248,15 +318,21 @@ fn write_external(
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let mut offset = 0u64;
     let zeros = [0u8; EXTERNAL_ALIGN as usize];
-    for ((t, &ext), proto) in tensors.iter().zip(external).zip(graph.initializer.iter_mut()) {
+    for ((t, &ext), proto) in tensors
+        .iter()
+        .zip(external)
+        .zip(graph.initializer.iter_mut())
+    {
         if !ext {
             continue;
         }
         let bytes = t.raw_bytes()?;
         let pad = (EXTERNAL_ALIGN - offset % EXTERNAL_ALIGN) % EXTERNAL_ALIGN;
-        w.write_all(&zeros[..pad as usize]).map_err(|e| IrError::io("writing", tmp, e))?;
+        w.write_all(&zeros[..pad as usize])
+            .map_err(|e| IrError::io("writing", tmp, e))?;
         offset += pad;
-        w.write_all(&bytes).map_err(|e| IrError::io("writing", tmp, e))?;
+        w.write_all(&bytes)
+            .map_err(|e| IrError::io("writing", tmp, e))?;
         let mut entries = vec![
             ("location".to_string(), location.to_string()),
             ("offset".to_string(), offset.to_string()),
@@ -272,20 +348,30 @@ fn write_external(
         proto.data_location = Some(pb::tensor_proto::DataLocation::External as i32);
         proto.external_data = entries
             .into_iter()
-            .map(|(k, v)| pb::StringStringEntryProto { key: Some(k), value: Some(v) })
+            .map(|(k, v)| pb::StringStringEntryProto {
+                key: Some(k),
+                value: Some(v),
+            })
             .collect();
         offset += bytes.len() as u64;
     }
-    let file = w.into_inner().map_err(|e| IrError::io("writing", tmp, e.into_error()))?;
+    let file = w
+        .into_inner()
+        .map_err(|e| IrError::io("writing", tmp, e.into_error()))?;
     if sync {
-        file.sync_all().map_err(|e| IrError::io("syncing", tmp, e))?;
+        file.sync_all()
+            .map_err(|e| IrError::io("syncing", tmp, e))?;
     }
     Ok(())
 }
 
 /// Writes `model` (whose graph was taken out into `graph`) field by field. Raw tensor data
 /// is written directly from its buffer; only small messages are encoded into a scratch buffer.
-fn write_model(w: &mut impl Write, model: &pb::ModelProto, mut graph: pb::GraphProto) -> std::io::Result<()> {
+fn write_model(
+    w: &mut impl Write,
+    model: &pb::ModelProto,
+    mut graph: pb::GraphProto,
+) -> std::io::Result<()> {
     use prost::encoding::{WireType, encode_key, encode_varint};
     let mut buf = Vec::with_capacity(1 << 16);
     model.encode(&mut buf).map_err(std::io::Error::other)?;
@@ -308,7 +394,10 @@ fn write_model(w: &mut impl Write, model: &pb::ModelProto, mut graph: pb::GraphP
         encode_varint(tensor.encoded_len() as u64, &mut buf);
         match &tensor.raw_data {
             Some(raw) if raw.len() > 4096 => {
-                let header = pb::TensorProto { raw_data: None, ..tensor.clone() };
+                let header = pb::TensorProto {
+                    raw_data: None,
+                    ..tensor.clone()
+                };
                 header.encode(&mut buf).map_err(std::io::Error::other)?;
                 encode_key(9, WireType::LengthDelimited, &mut buf);
                 encode_varint(raw.len() as u64, &mut buf);

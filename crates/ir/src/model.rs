@@ -54,19 +54,28 @@ impl Model {
     /// The imported opset version of `domain` (`""` and `"ai.onnx"` are the same domain).
     pub fn opset(&self, domain: &str) -> Option<i64> {
         let want = canonical_domain(domain);
-        self.opset_imports.iter().find(|o| canonical_domain(&o.domain) == want).map(|o| o.version)
+        self.opset_imports
+            .iter()
+            .find(|o| canonical_domain(&o.domain) == want)
+            .map(|o| o.version)
     }
 
     /// Imports `domain` at `version` unless it is already imported.
     pub fn ensure_opset(&mut self, domain: &str, version: i64) {
         if self.opset(domain).is_none() {
-            self.opset_imports.push(OpsetImport { domain: domain.to_string(), version });
+            self.opset_imports.push(OpsetImport {
+                domain: domain.to_string(),
+                version,
+            });
         }
     }
 
     /// A metadata entry by key.
     pub fn metadata(&self, key: &str) -> Option<&str> {
-        self.metadata_props.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.metadata_props
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 

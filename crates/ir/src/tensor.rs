@@ -80,7 +80,12 @@ macro_rules! from_slice {
 
 impl Tensor {
     /// A tensor over little-endian `raw` bytes.
-    pub fn from_raw(name: impl Into<String>, dtype: DataType, dims: Vec<i64>, raw: Bytes) -> Tensor {
+    pub fn from_raw(
+        name: impl Into<String>,
+        dtype: DataType,
+        dims: Vec<i64>,
+        raw: Bytes,
+    ) -> Tensor {
         Tensor {
             name: name.into(),
             dtype,
@@ -136,10 +141,12 @@ impl Tensor {
     /// The elements as little-endian packed bytes, converting typed storage when needed.
     /// Errors for strings, sub-byte types and missing data.
     pub fn raw_bytes(&self) -> Result<Cow<'_, [u8]>> {
-        let size = self
-            .dtype
-            .size_of()
-            .ok_or_else(|| IrError::tensor(&self.name, format!("{} has no fixed-size raw form", self.dtype)))?;
+        let size = self.dtype.size_of().ok_or_else(|| {
+            IrError::tensor(
+                &self.name,
+                format!("{} has no fixed-size raw form", self.dtype),
+            )
+        })?;
         let n = self.numel()?;
         let bytes: Cow<'_, [u8]> = match &self.data {
             TensorData::Raw(b) => Cow::Borrowed(b.as_ref()),
@@ -157,13 +164,20 @@ impl Tensor {
                 2 => v.iter().flat_map(|&x| (x as u16).to_le_bytes()).collect(),
                 _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             }),
-            TensorData::String(_) => return Err(IrError::tensor(&self.name, "string data has no raw form")),
+            TensorData::String(_) => {
+                return Err(IrError::tensor(&self.name, "string data has no raw form"));
+            }
         };
         let expected = n.checked_mul(size).unwrap_or(usize::MAX);
         if bytes.len() != expected {
             return Err(IrError::tensor(
                 &self.name,
-                format!("holds {} bytes, but {} x {:?} needs {expected}", bytes.len(), self.dtype, self.dims),
+                format!(
+                    "holds {} bytes, but {} x {:?} needs {expected}",
+                    bytes.len(),
+                    self.dtype,
+                    self.dims
+                ),
             ));
         }
         Ok(bytes)
@@ -173,24 +187,59 @@ impl Tensor {
     pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
         use DataType as D;
         let raw = self.raw_bytes()?;
-        let bad = || IrError::tensor(&self.name, format!("cannot read {} as a number", self.dtype));
+        let bad = || {
+            IrError::tensor(
+                &self.name,
+                format!("cannot read {} as a number", self.dtype),
+            )
+        };
         Ok(match self.dtype {
-            D::Float => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
-            D::Double => raw.chunks_exact(8).map(|c| f64::from_le_bytes(arr8(c))).collect(),
-            D::Float16 => raw.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])) as f64).collect(),
+            D::Float => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                .collect(),
+            D::Double => raw
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(arr8(c)))
+                .collect(),
+            D::Float16 => raw
+                .chunks_exact(2)
+                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])) as f64)
+                .collect(),
             D::Bfloat16 => raw
                 .chunks_exact(2)
                 .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16) as f64)
                 .collect(),
-            D::Int64 => raw.chunks_exact(8).map(|c| i64::from_le_bytes(arr8(c)) as f64).collect(),
-            D::Uint64 => raw.chunks_exact(8).map(|c| u64::from_le_bytes(arr8(c)) as f64).collect(),
-            D::Int32 => raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
-            D::Uint32 => raw.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
-            D::Int16 => raw.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as f64).collect(),
-            D::Uint16 => raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as f64).collect(),
+            D::Int64 => raw
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(arr8(c)) as f64)
+                .collect(),
+            D::Uint64 => raw
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(arr8(c)) as f64)
+                .collect(),
+            D::Int32 => raw
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                .collect(),
+            D::Uint32 => raw
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                .collect(),
+            D::Int16 => raw
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as f64)
+                .collect(),
+            D::Uint16 => raw
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]) as f64)
+                .collect(),
             D::Int8 => raw.iter().map(|&b| b as i8 as f64).collect(),
             D::Uint8 => raw.iter().map(|&b| b as f64).collect(),
-            D::Bool => raw.iter().map(|&b| if b != 0 { 1.0 } else { 0.0 }).collect(),
+            D::Bool => raw
+                .iter()
+                .map(|&b| if b != 0 { 1.0 } else { 0.0 })
+                .collect(),
             _ => return Err(bad()),
         })
     }
@@ -199,7 +248,10 @@ impl Tensor {
     pub fn to_f32_vec(&self) -> Result<Vec<f32>> {
         if self.dtype == DataType::Float {
             let raw = self.raw_bytes()?;
-            return Ok(raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
+            return Ok(raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect());
         }
         Ok(self.to_f64_vec()?.into_iter().map(|x| x as f32).collect())
     }
@@ -209,15 +261,38 @@ impl Tensor {
         use DataType as D;
         let raw = self.raw_bytes()?;
         Ok(match self.dtype {
-            D::Int64 => raw.chunks_exact(8).map(|c| i64::from_le_bytes(arr8(c))).collect(),
-            D::Uint64 => raw.chunks_exact(8).map(|c| u64::from_le_bytes(arr8(c)) as i64).collect(),
-            D::Int32 => raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect(),
-            D::Uint32 => raw.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect(),
-            D::Int16 => raw.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i64).collect(),
-            D::Uint16 => raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as i64).collect(),
+            D::Int64 => raw
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(arr8(c)))
+                .collect(),
+            D::Uint64 => raw
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(arr8(c)) as i64)
+                .collect(),
+            D::Int32 => raw
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
+                .collect(),
+            D::Uint32 => raw
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
+                .collect(),
+            D::Int16 => raw
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as i64)
+                .collect(),
+            D::Uint16 => raw
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]) as i64)
+                .collect(),
             D::Int8 => raw.iter().map(|&b| b as i8 as i64).collect(),
             D::Uint8 | D::Bool => raw.iter().map(|&b| b as i64).collect(),
-            other => return Err(IrError::tensor(&self.name, format!("cannot read {other} as integers"))),
+            other => {
+                return Err(IrError::tensor(
+                    &self.name,
+                    format!("cannot read {other} as integers"),
+                ));
+            }
         })
     }
 
@@ -228,7 +303,10 @@ impl Tensor {
 
     /// The same tensor under another name (data shared, not copied).
     pub fn renamed(&self, name: impl Into<String>) -> Tensor {
-        Tensor { name: name.into(), ..self.clone() }
+        Tensor {
+            name: name.into(),
+            ..self.clone()
+        }
     }
 }
 

@@ -104,7 +104,11 @@ fn diff(a: &Fields, b: &Fields, path: &str, out: &mut Vec<String>) {
     for (num, av) in a {
         let bv = b.get(num).map_or(&[][..], Vec::as_slice);
         if av.len() != bv.len() {
-            out.push(format!("{path}/{num}: {} values in the original, {} saved", av.len(), bv.len()));
+            out.push(format!(
+                "{path}/{num}: {} values in the original, {} saved",
+                av.len(),
+                bv.len()
+            ));
             continue;
         }
         for (i, (x, y)) in av.iter().zip(bv).enumerate() {
