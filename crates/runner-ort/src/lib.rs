@@ -1,0 +1,33 @@
+//! Run ONNX models in ONNX Runtime, exchanging [`transfuse_ir::Tensor`]s.
+//!
+//! The only crate of the project that depends on `ort`; nothing of `ort` appears in its
+//! public API. ONNX Runtime is loaded at run time from a shared library file (the
+//! `load-dynamic` feature of `ort`), once per process:
+//!
+//! ```no_run
+//! use transfuse_ir::Tensor;
+//! use transfuse_ort::{OptimizationLevel, OrtRuntime, Session, SessionOptions};
+//!
+//! let runtime = OrtRuntime::init("target/onnxruntime/libonnxruntime.so.1.31.1")?;
+//! let options = SessionOptions::default().optimization_level(OptimizationLevel::All).intra_op_threads(2);
+//! let mut session = Session::from_file(runtime, "model.onnx", &options)?;
+//! let pixels = Tensor::from_f32("pixel_values", vec![1, 3, 32, 32], &[0.0; 3 * 32 * 32]);
+//! let timed = session.run_timed(&[("pixel_values", pixels)])?;
+//! println!("{} outputs in {:?}", timed.outputs.len(), timed.elapsed);
+//! # Ok::<(), transfuse_ort::OrtError>(())
+//! ```
+//!
+//! Tensors of element type f32, f64, i64, i32, i8, u8 and bool go in and come out.
+//! Execution providers: CPU, and CUDA with the cargo feature `cuda`. Per-node profiling
+//! writes ONNX Runtime's JSON trace ([`SessionOptions::profiling`], [`Session::end_profiling`]).
+
+mod convert;
+mod error;
+mod options;
+mod runtime;
+mod session;
+
+pub use error::{OrtError, Result};
+pub use options::{ExecutionProvider, OptimizationLevel, ParseSettingError, SessionOptions};
+pub use runtime::{LIBRARY_FILE_NAME, LIBRARY_PATH_VARIABLE, ONNX_RUNTIME_VERSION, OrtRuntime};
+pub use session::{PreparedInputs, Session, TimedRun};
