@@ -1,0 +1,3 @@
+//! TODO
+use crate::registry::Registry;
+pub(crate) fn register(_reg: &mut Registry) {}
