@@ -4,6 +4,8 @@
 
 mod models;
 mod optimize;
+mod ort_lib;
+mod parity;
 mod paths;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +23,10 @@ enum Command {
     Optimize(optimize::Args),
     /// Materialize the base-size skeleton models into full benchmark models under target/models.
     Models(models::Args),
+    /// Provide the ONNX Runtime library (ORT_DYLIB_PATH, target/onnxruntime, or the PyPI wheel) and print its path.
+    OrtLib(ort_lib::Args),
+    /// Compare a model with a candidate (or with expected outputs) on the same inputs, in the reference interpreter or ONNX Runtime.
+    Parity(parity::Args),
 }
 
 fn main() {
@@ -28,6 +34,8 @@ fn main() {
     let result = match cli.command {
         Command::Optimize(a) => optimize::run(a),
         Command::Models(a) => models::run(a),
+        Command::OrtLib(a) => ort_lib::run(a),
+        Command::Parity(a) => parity::run(a),
     };
     if let Err(e) = result {
         // One line per cause, outermost first.

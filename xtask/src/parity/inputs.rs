@@ -1,0 +1,505 @@
+//! Inputs for parity checks: generated from a model's input signature, or read from an ONNX
+//! test-data directory (`input_N.pb`, `output_N.pb`).
+//!
+//! Generation rules, by input (graph inputs that are not initializers):
+//! - token ids (an integer input that reaches a `Gather` as its indices, through casts and
+//!   reshapes): uniform in `[0, rows)` of that `Gather`'s table (the embedding's vocabulary);
+//! - attention masks (name contains `mask`): ones and zeros after the [`Padding`] pattern;
+//! - token type ids (name contains `token_type` or `segment`): zeros on the first half of each
+//!   row, ones on the second (clamped to the type table's size);
+//! - position ids (name contains `position`): `0..seq` on every row;
+//! - floating-point inputs (images): standard normal values;
+//! - symbolic dims: the first is the batch, later ones the sequence length.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+use transfuse_ir::{DataType, Dim, Graph, Model, Tensor};
+
+/// Where the zeros of generated attention masks go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Padding {
+    /// No padding: masks are all ones.
+    None,
+    /// Padding at the end of rows (the tokenizers' default).
+    #[default]
+    Right,
+    /// Padding at the start of rows (decoder-style batching); wrong under a 1-D mask index.
+    Left,
+    /// Zeros inside rows (a block in the middle), first and last tokens kept.
+    Holes,
+}
+
+impl fmt::Display for Padding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Padding::None => "none",
+            Padding::Right => "right",
+            Padding::Left => "left",
+            Padding::Holes => "holes",
+        })
+    }
+}
+
+/// What to generate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputSpec {
+    /// Batch size (symbolic first dims).
+    pub batch: usize,
+    /// Sequence length (other symbolic dims).
+    pub seq: usize,
+    /// Seed of the random generator: the same seed gives the same inputs.
+    pub seed: u64,
+    /// Mask pattern.
+    pub padding: Padding,
+}
+
+/// The mask row `row` of `batch` rows of length `seq`: `true` where the token is real.
+///
+/// Lengths: with several rows, row 0 is whole and the last row keeps half its tokens, the
+/// others in between; a single row keeps half. `Holes` zeroes a block of a quarter of the row
+/// (at least one token) at an offset that moves with the row, never the first or last token.
+pub fn mask_row(padding: Padding, row: usize, batch: usize, seq: usize) -> Vec<bool> {
+    let valid_len = |row: usize| -> usize {
+        let cut = if batch <= 1 {
+            seq / 2
+        } else {
+            row * (seq / 2) / (batch - 1)
+        };
+        (seq - cut).max(1)
+    };
+    match padding {
+        Padding::None => vec![true; seq],
+        Padding::Right => {
+            let len = valid_len(row);
+            (0..seq).map(|i| i < len).collect()
+        }
+        Padding::Left => {
+            let len = valid_len(row);
+            (0..seq).map(|i| i >= seq - len).collect()
+        }
+        Padding::Holes => {
+            if seq < 3 {
+                return vec![true; seq];
+            }
+            let hole = (seq / 4).max(1);
+            let room = seq - 2 - hole; // start positions 1..=1+room keep the last token
+            let start = 1 + (row * hole) % (room + 1);
+            (0..seq).map(|i| i < start || i >= start + hole).collect()
+        }
+    }
+}
+
+/// The role of a graph input, which decides how its values are generated.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InputRole {
+    /// Token ids below `vocab`.
+    TokenIds {
+        /// Rows of the embedding table they index.
+        vocab: i64,
+    },
+    /// An attention mask.
+    Mask,
+    /// Segment ids below `types`.
+    TokenTypes {
+        /// Rows of the type embedding table (2 when unknown).
+        types: i64,
+    },
+    /// Positions `0..seq`.
+    Positions,
+    /// Floating-point data (images).
+    Float,
+}
+
+/// Decides the role of each graph input of `model`.
+pub fn classify_inputs(model: &Model) -> Result<Vec<(String, InputRole)>> {
+    let graph = &model.graph;
+    let mut out = Vec::new();
+    for info in graph
+        .inputs
+        .iter()
+        .filter(|v| graph.initializer(&v.name).is_none())
+    {
+        let name = info.name.as_str();
+        let lower = name.to_ascii_lowercase();
+        let dtype = info
+            .elem_type()
+            .with_context(|| format!("input '{name}' has no tensor type"))?;
+        let role = if dtype.is_float() && !lower.contains("mask") {
+            InputRole::Float
+        } else if lower.contains("mask") {
+            InputRole::Mask
+        } else if lower.contains("token_type") || lower.contains("segment") {
+            InputRole::TokenTypes {
+                types: gathered_table_rows(graph, name).unwrap_or(2),
+            }
+        } else if lower.contains("position") {
+            InputRole::Positions
+        } else if let Some(vocab) = gathered_table_rows(graph, name) {
+            InputRole::TokenIds { vocab }
+        } else {
+            bail!(
+                "cannot tell how to generate input '{name}' ({dtype}): it is not a mask, token type or position input and reaches no Gather of an embedding table; pass --inputs DIR"
+            );
+        };
+        out.push((name.to_string(), role));
+    }
+    Ok(out)
+}
+
+/// Rows (first dim) of the table of the first `Gather` that indexes with `value`, following
+/// the value through shape-only and cast ops.
+pub fn gathered_table_rows(graph: &Graph, value: &str) -> Option<i64> {
+    const TRANSPARENT: [&str; 7] = [
+        "Cast",
+        "Reshape",
+        "Unsqueeze",
+        "Squeeze",
+        "Flatten",
+        "Identity",
+        "Expand",
+    ];
+    let constants: HashMap<&str, &Tensor> = graph
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == "Constant" && n.is_onnx())
+        .filter_map(|n| Some((n.outputs.first()?.as_str(), n.attr_tensor("value")?)))
+        .collect();
+    let table_rows = |name: &str| -> Option<i64> {
+        let dims = match graph.initializer(name) {
+            Some(t) => &t.dims,
+            None => &constants.get(name)?.dims,
+        };
+        dims.first().copied()
+    };
+    let mut frontier = vec![value.to_string()];
+    let mut seen = HashSet::new();
+    while let Some(current) = frontier.pop() {
+        if !seen.insert(current.clone()) {
+            continue;
+        }
+        for node in graph.nodes.iter().filter(|n| n.inputs.contains(&current)) {
+            if node.op_type == "Gather" && node.inputs.get(1) == Some(&current) {
+                if let Some(rows) = node.inputs.first().and_then(|t| table_rows(t)) {
+                    return Some(rows);
+                }
+            } else if TRANSPARENT.contains(&node.op_type.as_str())
+                && node.inputs.first() == Some(&current)
+            {
+                frontier.extend(node.outputs.iter().filter(|o| !o.is_empty()).cloned());
+            }
+        }
+    }
+    None
+}
+
+/// Generates one tensor per graph input of `model` (named after it, in graph order).
+pub fn generate_inputs(model: &Model, spec: &InputSpec) -> Result<Vec<Tensor>> {
+    if spec.batch == 0 || spec.seq == 0 {
+        bail!("batch and sequence length must be at least 1");
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(spec.seed);
+    let mut out = Vec::new();
+    for (name, role) in classify_inputs(model)? {
+        let info = model
+            .graph
+            .inputs
+            .iter()
+            .find(|v| v.name == name)
+            .context("input vanished")?;
+        let dtype = info.elem_type().context("untyped input")?;
+        let shape = info
+            .shape()
+            .with_context(|| format!("input '{name}' has no shape"))?;
+        let dims: Vec<usize> = shape
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match d {
+                Dim::Known(v) => {
+                    usize::try_from(*v).with_context(|| format!("input '{name}' has dim {v}"))
+                }
+                Dim::Symbol(_) | Dim::Unknown if i == 0 => Ok(spec.batch),
+                Dim::Symbol(_) | Dim::Unknown => Ok(spec.seq),
+            })
+            .collect::<Result<_>>()?;
+        let count: usize = dims.iter().product();
+        let row_len = dims.last().copied().unwrap_or(1).max(1);
+        let rows = count / row_len;
+        let values: Vec<f64> = match role {
+            InputRole::Float => (0..count).map(|_| rng.sample::<f64, _>(StandardNormal)).collect(),
+            InputRole::TokenIds { vocab } => {
+                if vocab <= 0 {
+                    bail!("input '{name}' indexes an empty table");
+                }
+                (0..count).map(|_| rng.random_range(0..vocab) as f64).collect()
+            }
+            InputRole::Mask => (0..rows)
+                .flat_map(|r| mask_row(spec.padding, r, rows, row_len))
+                .map(|real| if real { 1.0 } else { 0.0 })
+                .collect(),
+            InputRole::TokenTypes { types } => (0..count)
+                .map(|i| if i % row_len < row_len / 2 { 0 } else { 1.min(types - 1).max(0) } as f64)
+                .collect(),
+            InputRole::Positions => (0..count).map(|i| (i % row_len) as f64).collect(),
+        };
+        out.push(tensor_of(&name, dtype, &dims, &values)?);
+    }
+    Ok(out)
+}
+
+fn tensor_of(name: &str, dtype: DataType, dims: &[usize], values: &[f64]) -> Result<Tensor> {
+    let dims: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+    Ok(match dtype {
+        DataType::Float => Tensor::from_f32(
+            name,
+            dims,
+            &values.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+        ),
+        DataType::Double => Tensor::from_f64(name, dims, values),
+        DataType::Int64 => Tensor::from_i64(
+            name,
+            dims,
+            &values.iter().map(|&v| v as i64).collect::<Vec<_>>(),
+        ),
+        DataType::Int32 => Tensor::from_i32(
+            name,
+            dims,
+            &values.iter().map(|&v| v as i32).collect::<Vec<_>>(),
+        ),
+        DataType::Bool => Tensor::from_bool(
+            name,
+            dims,
+            &values.iter().map(|&v| v != 0.0).collect::<Vec<_>>(),
+        ),
+        other => bail!("input '{name}' has element type {other}, which parity cannot generate"),
+    })
+}
+
+/// Test data read from a directory in the ONNX backend-test layout.
+#[derive(Debug)]
+pub struct TestData {
+    /// `input_N.pb`, named after the model's inputs.
+    pub inputs: Vec<Tensor>,
+    /// `output_N.pb`, named after the model's outputs.
+    pub outputs: Vec<Tensor>,
+}
+
+/// Reads `input_0.pb, input_1.pb, ...` and `output_0.pb, ...` from `dir`. A tensor whose own
+/// name is one of the model's inputs (outputs) keeps it; others take the name at their position.
+pub fn read_test_data(model: &Model, dir: &Path) -> Result<TestData> {
+    let graph = &model.graph;
+    let input_names: Vec<&str> = graph
+        .inputs
+        .iter()
+        .filter(|v| graph.initializer(&v.name).is_none())
+        .map(|v| v.name.as_str())
+        .collect();
+    let output_names: Vec<&str> = graph.outputs.iter().map(|v| v.name.as_str()).collect();
+    let read = |prefix: &str, names: &[&str]| -> Result<Vec<Tensor>> {
+        let mut tensors = Vec::new();
+        for i in 0.. {
+            let path = dir.join(format!("{prefix}_{i}.pb"));
+            if !path.is_file() {
+                break;
+            }
+            let tensor =
+                Tensor::load_pb(&path).with_context(|| format!("reading {}", path.display()))?;
+            let name = if names.contains(&tensor.name.as_str()) {
+                tensor.name.clone()
+            } else {
+                match names.get(i) {
+                    Some(n) => n.to_string(),
+                    None => bail!(
+                        "{} has no matching {prefix} in the model (it has {})",
+                        path.display(),
+                        names.len()
+                    ),
+                }
+            };
+            tensors.push(tensor.renamed(name));
+        }
+        Ok(tensors)
+    };
+    let inputs = read("input", &input_names)?;
+    if inputs.is_empty() {
+        bail!("no input_0.pb in {}", dir.display());
+    }
+    for name in &input_names {
+        if !inputs.iter().any(|t| t.name == *name) {
+            bail!(
+                "{} has no tensor for the model's input '{name}'",
+                dir.display()
+            );
+        }
+    }
+    let outputs = read("output", &output_names)?;
+    Ok(TestData { inputs, outputs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paths;
+
+    fn tiny(name: &str) -> Model {
+        Model::load(
+            paths::testdata_models()
+                .join("tiny")
+                .join(format!("{name}.onnx")),
+        )
+        .expect("tiny model")
+    }
+
+    fn row_string(row: &[bool]) -> String {
+        row.iter().map(|&b| if b { '1' } else { '0' }).collect()
+    }
+
+    #[test]
+    fn padding_patterns() {
+        let rows = |p| {
+            (0..3)
+                .map(|r| row_string(&mask_row(p, r, 3, 8)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(rows(Padding::None), ["11111111", "11111111", "11111111"]);
+        assert_eq!(rows(Padding::Right), ["11111111", "11111100", "11110000"]);
+        assert_eq!(rows(Padding::Left), ["11111111", "00111111", "00001111"]);
+        assert_eq!(rows(Padding::Holes), ["10011111", "11100111", "11111001"]);
+        assert_eq!(row_string(&mask_row(Padding::Right, 0, 1, 8)), "11110000");
+        assert_eq!(row_string(&mask_row(Padding::Left, 0, 1, 5)), "00111");
+    }
+
+    #[test]
+    fn every_pattern_keeps_a_real_token_and_pads_somewhere() {
+        for padding in [Padding::Right, Padding::Left, Padding::Holes] {
+            for batch in 1..5 {
+                for seq in 3..40 {
+                    let rows: Vec<Vec<bool>> = (0..batch)
+                        .map(|r| mask_row(padding, r, batch, seq))
+                        .collect();
+                    assert!(
+                        rows.iter().all(|r| r.len() == seq && r.iter().any(|&b| b)),
+                        "{padding} {batch}x{seq}"
+                    );
+                    assert!(
+                        rows.iter().flatten().any(|&b| !b),
+                        "{padding} {batch}x{seq} pads nothing"
+                    );
+                    if padding == Padding::Holes {
+                        assert!(
+                            rows.iter().all(|r| r[0] && r[seq - 1]),
+                            "{padding} {batch}x{seq}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn text_inputs_follow_the_signature_and_the_vocabulary() {
+        let model = tiny("bert_eager_ts_op14");
+        let roles = classify_inputs(&model).expect("roles");
+        assert_eq!(
+            roles,
+            [
+                ("input_ids".to_string(), InputRole::TokenIds { vocab: 1000 }),
+                ("attention_mask".to_string(), InputRole::Mask),
+                (
+                    "token_type_ids".to_string(),
+                    InputRole::TokenTypes { types: 2 }
+                ),
+            ]
+        );
+        let spec = InputSpec {
+            batch: 3,
+            seq: 10,
+            seed: 7,
+            padding: Padding::Left,
+        };
+        let inputs = generate_inputs(&model, &spec).expect("inputs");
+        assert_eq!(inputs.len(), 3);
+        for t in &inputs {
+            assert_eq!(t.dims, [3, 10], "{}", t.name);
+        }
+        let ids = inputs[0].to_i64_vec().expect("ids");
+        assert!(ids.iter().all(|&i| (0..1000).contains(&i)));
+        assert!(
+            ids.iter().collect::<HashSet<_>>().len() > 20,
+            "ids should vary"
+        );
+        let mask = inputs[1].to_i64_vec().expect("mask");
+        let expected: Vec<i64> = (0..3)
+            .flat_map(|r| mask_row(Padding::Left, r, 3, 10))
+            .map(i64::from)
+            .collect();
+        assert_eq!(mask, expected);
+        let types = inputs[2].to_i64_vec().expect("types");
+        assert_eq!(&types[..10], [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]);
+        // Same seed, same inputs; another seed, other ids.
+        assert_eq!(generate_inputs(&model, &spec).expect("again")[0], inputs[0]);
+        let other = generate_inputs(&model, &InputSpec { seed: 8, ..spec }).expect("other seed");
+        assert_ne!(other[0], inputs[0]);
+    }
+
+    #[test]
+    fn every_tiny_text_model_has_its_token_ids_found() {
+        for name in [
+            "bert_sdpa_dynamo_op18",
+            "bert_sdpa_ts_op17",
+            "distilbert_eager_ts_op14",
+            "roberta_sdpa_ts_op14",
+        ] {
+            let roles = classify_inputs(&tiny(name)).expect(name);
+            assert!(
+                roles.contains(&("input_ids".to_string(), InputRole::TokenIds { vocab: 1000 })),
+                "{name}: {roles:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn images_are_normal_floats_of_the_declared_shape() {
+        let model = tiny("vit_eager_ts_op14");
+        let spec = InputSpec {
+            batch: 2,
+            seq: 99,
+            seed: 1,
+            padding: Padding::Right,
+        };
+        let inputs = generate_inputs(&model, &spec).expect("inputs");
+        assert_eq!(inputs.len(), 1);
+        assert_eq!(inputs[0].dims, [2, 3, 32, 32]);
+        let values = inputs[0].to_f32_vec().expect("f32");
+        let mean = values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64;
+        let var = values
+            .iter()
+            .map(|&v| (v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / values.len() as f64;
+        assert!(
+            mean.abs() < 0.1 && (var - 1.0).abs() < 0.1,
+            "mean {mean}, variance {var}"
+        );
+    }
+
+    #[test]
+    fn test_data_directories_are_read_by_name() {
+        let model = tiny("bert_eager_ts_op14");
+        let dir = paths::testdata_models()
+            .join("tiny")
+            .join("bert_eager_ts_op14")
+            .join("test_data_set_0");
+        let data = read_test_data(&model, &dir).expect("test data");
+        let names: Vec<&str> = data.inputs.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["input_ids", "attention_mask", "token_type_ids"]);
+        assert_eq!(data.outputs.len(), 1);
+        assert_eq!(data.outputs[0].name, model.graph.outputs[0].name);
+        assert!(read_test_data(&model, &dir.join("missing")).is_err());
+    }
+}
