@@ -15,6 +15,7 @@
 pub mod compare;
 pub mod engine;
 pub mod inputs;
+pub mod reference;
 
 use std::path::{Path, PathBuf};
 
@@ -555,7 +556,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    #[ignore = "the reference runtime is wired once transfuse-interp lands"]
     fn a_perturbed_candidate_fails_and_the_diverging_value_is_named_through_the_interpreter() {
         check_perturbed_candidate_is_located(RuntimeKind::Reference);
     }
@@ -587,6 +587,11 @@ pub(crate) mod tests {
     #[test]
     fn expected_outputs_of_a_test_data_directory_are_checked_through_ort() {
         check_expected_outputs_of_a_test_data_directory(RuntimeKind::Ort);
+    }
+
+    #[test]
+    fn expected_outputs_of_a_test_data_directory_are_checked_through_the_interpreter() {
+        check_expected_outputs_of_a_test_data_directory(RuntimeKind::Reference);
     }
 
     #[test]

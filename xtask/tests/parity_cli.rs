@@ -114,7 +114,6 @@ fn parity_cli_through_ort() {
 }
 
 #[test]
-#[ignore = "the reference runtime is wired once transfuse-interp lands"]
 fn parity_cli_through_the_reference_interpreter() {
     check_cli("reference");
 }

@@ -9,6 +9,8 @@ use anyhow::{Context, Result};
 use transfuse_ir::{Model, Tensor, ValueInfo};
 use transfuse_ort::{OrtRuntime, Session, SessionOptions};
 
+use super::reference::ReferenceEngine;
+
 /// Which runtime executes the models.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -53,11 +55,7 @@ pub fn engine_for(
             model,
             ort_options,
         )?),
-        RuntimeKind::Reference => {
-            anyhow::bail!(
-                "the reference runtime needs the interpreter crate transfuse-interp, which is not in the workspace yet; use --runtime ort"
-            )
-        }
+        RuntimeKind::Reference => Box::new(ReferenceEngine::new(model)?),
     })
 }
 
