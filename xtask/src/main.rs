@@ -2,16 +2,22 @@
 //!
 //! Each subcommand lives in its own module and is registered in [`Command`].
 
+mod bench;
+mod io_bench;
 mod models;
 mod optimize;
 mod ort_lib;
 mod parity;
 mod paths;
+mod test_cmd;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", about = "transfuse: fuse transformer ONNX graphs for ONNX Runtime")]
+#[command(
+    name = "cargo xtask",
+    about = "transfuse: fuse transformer ONNX graphs for ONNX Runtime"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,12 +27,18 @@ struct Cli {
 enum Command {
     /// Optimize a model (default: a bundled tiny BERT, written under target/).
     Optimize(optimize::Args),
+    /// Time loading and saving of models, with peak memory.
+    IoBench(io_bench::Args),
     /// Materialize the base-size skeleton models into full benchmark models under target/models.
     Models(models::Args),
     /// Provide the ONNX Runtime library (ORT_DYLIB_PATH, target/onnxruntime, or the PyPI wheel) and print its path.
     OrtLib(ort_lib::Args),
     /// Compare a model with a candidate (or with expected outputs) on the same inputs, in the reference interpreter or ONNX Runtime.
     Parity(parity::Args),
+    /// Benchmark latency of original, ONNX Runtime-optimized, peer-optimized and transfuse-optimized models; publish docs/benchmarks.md.
+    Bench(bench::Args),
+    /// Provision ONNX Runtime and the benchmark models, then run the whole test suite.
+    Test(test_cmd::Args),
 }
 
 fn main() {
@@ -36,6 +48,9 @@ fn main() {
         Command::Models(a) => models::run(a),
         Command::OrtLib(a) => ort_lib::run(a),
         Command::Parity(a) => parity::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::IoBench(a) => io_bench::run(a),
+        Command::Test(a) => test_cmd::run(a),
     };
     if let Err(e) = result {
         // One line per cause, outermost first.

@@ -3,9 +3,19 @@
 use std::path::PathBuf;
 
 /// The workspace root (the parent of `xtask/`).
+///
+/// That is the checkout the binary was built in; when that directory is gone (a release binary
+/// copied to another machine), the nearest directory at or above the current one that holds
+/// `xtask/Cargo.toml`.
 pub fn root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+    if manifest.join("Cargo.toml").is_file() {
+        return manifest.parent().map(PathBuf::from).unwrap_or(manifest);
+    }
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| cwd.ancestors().find(|d| d.join("xtask").join("Cargo.toml").is_file()).map(PathBuf::from))
+        .unwrap_or_else(|| manifest.parent().map(PathBuf::from).unwrap_or(manifest))
 }
 
 /// `testdata/models`.

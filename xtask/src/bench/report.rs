@@ -1,0 +1,623 @@
+//! The published table: `docs/benchmarks.md`, from one or more runs' results.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use super::results::{BenchRun, CaseResult, ConfigId, ModelResult, OptimizerId, Parity, Ratio};
+
+/// The fused op types counted in the fused-op table, in column order.
+pub const FUSED_OPS: [&str; 9] = [
+    "Attention",
+    "MultiHeadAttention",
+    "EmbedLayerNormalization",
+    "SkipLayerNormalization",
+    "LayerNormalization",
+    "BiasGelu",
+    "Gelu",
+    "FastGelu",
+    "QuickGelu",
+];
+
+/// The goal the issue sets: transfuse's median per-round ratio against ORT all and the peer.
+pub const RATIO_GOAL: f64 = 1.02;
+
+/// The goal for optimizer wall time: the peer takes at least this many times longer.
+pub const WALL_GOAL: f64 = 4.0;
+
+/// A human name for a model file name.
+pub fn family_name(model: &str) -> &'static str {
+    if model.starts_with("timm_vit") {
+        "timm ViT-B/16"
+    } else if model.starts_with("vit") {
+        "ViT-B/16 (transformers)"
+    } else if model.starts_with("bert") {
+        "BERT-base"
+    } else if model.starts_with("distilbert") {
+        "DistilBERT"
+    } else if model.starts_with("roberta") {
+        "RoBERTa"
+    } else {
+        "model"
+    }
+}
+
+fn ms(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v >= 100.0 => format!("{v:.1}"),
+        Some(v) if v >= 10.0 => format!("{v:.2}"),
+        Some(v) => format!("{v:.3}"),
+        None => "-".into(),
+    }
+}
+
+fn sci(v: Option<f64>) -> String {
+    match v {
+        Some(0.0) => "0".into(),
+        Some(v) => format!("{v:.1e}"),
+        None => "-".into(),
+    }
+}
+
+fn ratio_cell(r: Option<&Ratio>) -> String {
+    match r {
+        Some(r) => {
+            let mark = if r.median <= RATIO_GOAL { "" } else { " ✗" };
+            format!("{:.3} [{:.3}–{:.3}]{mark}", r.median, r.p25, r.p75)
+        }
+        None => "-".into(),
+    }
+}
+
+/// Cases in a stable order: by model name, then text shapes by sequence length.
+fn case_keys(runs: &[BenchRun]) -> Vec<(String, String)> {
+    let mut keys: Vec<(String, Option<usize>, String)> = Vec::new();
+    for run in runs {
+        for model in &run.models {
+            for case in &model.cases {
+                let key = (model.name.clone(), case.seq, case.shape.clone());
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+    }
+    keys.sort();
+    keys.into_iter().map(|(m, _, s)| (m, s)).collect()
+}
+
+fn find_case<'a>(
+    run: &'a BenchRun,
+    model: &str,
+    shape: &str,
+) -> Option<(&'a ModelResult, &'a CaseResult)> {
+    let m = run.models.iter().find(|m| m.name == model)?;
+    Some((m, m.cases.iter().find(|c| c.shape == shape)?))
+}
+
+fn find_model<'a>(run: &'a BenchRun, model: &str) -> Option<&'a ModelResult> {
+    run.models.iter().find(|m| m.name == model)
+}
+
+fn model_names(runs: &[BenchRun]) -> Vec<String> {
+    let set: BTreeSet<String> = runs
+        .iter()
+        .flat_map(|r| r.models.iter().map(|m| m.name.clone()))
+        .collect();
+    set.into_iter().collect()
+}
+
+fn conditions(out: &mut String, runs: &[BenchRun]) {
+    out.push_str("## Conditions\n\n");
+    out.push_str("| run | machine | ONNX Runtime | threads | rounds (warm-up) | load average at start → end | peer (Python optimizer) | OpenVINO | date (UTC) | duration |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    for run in runs {
+        let m = &run.machine;
+        let gpu = m
+            .gpu
+            .as_deref()
+            .map(|g| format!(", {g}"))
+            .unwrap_or_default();
+        let peer = match (&run.peer.version, &run.peer.unavailable) {
+            (Some(v), None) => format!("onnxruntime {v}"),
+            (_, Some(why)) => format!("unavailable: {}", short(why)),
+            _ => "-".into(),
+        };
+        let ov = match (&run.openvino.version, &run.openvino.unavailable) {
+            (Some(v), None) => {
+                let (version, detail) = v.split_once(", ").unwrap_or((v, ""));
+                let version = version.split('-').next().unwrap_or(version);
+                if detail.is_empty() {
+                    version.to_string()
+                } else {
+                    format!("{version}, {detail}")
+                }
+            }
+            (_, Some(why)) => format!("not run: {}", short(why)),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} ({} logical CPUs{gpu}) | {} | {} | {} ({}) | {:.2} → {:.2} | {peer} | {ov} | {} | {:.0} s |",
+            run.column(),
+            m.cpu_model,
+            m.logical_cpus,
+            run.ort_version,
+            run.threads,
+            run.rounds,
+            run.warmup,
+            m.load_start[0],
+            m.load_end[0],
+            run.started_utc,
+            run.duration_s
+        );
+    }
+    out.push('\n');
+}
+
+fn short(text: &str) -> String {
+    let one_line = text.replace(['\n', '|'], " ");
+    if one_line.chars().count() > 120 {
+        format!("{}…", one_line.chars().take(120).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+fn summary(out: &mut String, runs: &[BenchRun]) {
+    out.push_str(
+        "## Summary: transfuse against ONNX Runtime's own optimizations and against the peer\n\n",
+    );
+    out.push_str(&format!(
+        "Median of the per-round latency ratios (both configurations run in the same round), with the 25th–75th percentile in brackets. Below 1 means transfuse is faster; ✗ marks a median above the goal of {RATIO_GOAL}.\n\n"
+    ));
+    let mut header = String::from("| model | shape |");
+    let mut rule = String::from("|---|---|");
+    for run in runs {
+        let _ = write!(
+            header,
+            " {}: ours / ORT all | {}: ours / peer |",
+            run.column(),
+            run.column()
+        );
+        rule.push_str("---|---|");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+    for (model, shape) in case_keys(runs) {
+        let _ = write!(out, "| {model} | {shape} |");
+        for run in runs {
+            let case = find_case(run, &model, &shape).map(|(_, c)| c);
+            let get = |den| {
+                case.and_then(|c| {
+                    c.ratios
+                        .iter()
+                        .find(|r| r.numerator == ConfigId::Ours && r.denominator == den)
+                })
+            };
+            let _ = write!(
+                out,
+                " {} | {} |",
+                ratio_cell(get(ConfigId::OrtAll)),
+                ratio_cell(get(ConfigId::Peer))
+            );
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+}
+
+fn latency_tables(out: &mut String, runs: &[BenchRun]) {
+    out.push_str("## Latency, ms per batch-1 inference: median (min)\n\n");
+    out.push_str("In the original experiment's layout; one column per run. \"then all\" means the optimized model runs with ONNX Runtime's own graph optimizations all on.\n\n");
+    for (model, shape) in case_keys(runs) {
+        let _ = writeln!(out, "### {}, {shape}: `{model}`\n", family_name(&model));
+        let mut header = String::from("| configuration |");
+        let mut rule = String::from("|---|");
+        for run in runs {
+            let _ = write!(header, " {} |", run.column());
+            rule.push_str("---|");
+        }
+        let _ = writeln!(out, "{header}\n{rule}");
+        for config in ConfigId::ALL {
+            let cells: Vec<String> = runs
+                .iter()
+                .map(|run| {
+                    let latency = find_case(run, &model, &shape)
+                        .and_then(|(_, c)| c.latency.iter().find(|l| l.config == config));
+                    match latency {
+                        Some(l) if l.median_ms.is_some() => {
+                            format!("{} ({})", ms(l.median_ms), ms(l.min_ms))
+                        }
+                        Some(l) => match &l.error {
+                            Some(e) => format!("failed: {}", short(e)),
+                            None => "-".into(),
+                        },
+                        None => "-".into(),
+                    }
+                })
+                .collect();
+            if cells.iter().all(|c| c == "-") {
+                continue;
+            }
+            let _ = writeln!(out, "| {} | {} |", config.label(), cells.join(" | "));
+        }
+        out.push('\n');
+    }
+}
+
+fn optimizer_times(out: &mut String, runs: &[BenchRun]) {
+    out.push_str("## Optimizer wall time, whole process (ms, fastest run)\n\n");
+    let _ = writeln!(
+        out,
+        "Each optimizer runs as its own process (transfuse: this binary's `optimize`; the peer: `python -m onnxruntime.transformers.optimizer ... --opt_level 0`), start to exit, on the machine of the run. The goal is a peer / transfuse ratio of at least {WALL_GOAL}.\n"
+    );
+    out.push_str("| run | model | transfuse all | transfuse all,-attention | peer | peer / transfuse all |\n|---|---|---|---|---|---|\n");
+    for run in runs {
+        for model in &run.models {
+            let get = |id: OptimizerId| model.optimizers.iter().find(|o| o.optimizer == id);
+            let cell = |id: OptimizerId| match get(id) {
+                Some(o) if o.error.is_none() => {
+                    let cached = if o.cached { " (cached)" } else { "" };
+                    format!("{}{cached}", ms(o.min_wall_ms()))
+                }
+                Some(o) => format!("failed: {}", short(o.error.as_deref().unwrap_or(""))),
+                None => "-".into(),
+            };
+            let ratio = match (
+                get(OptimizerId::Peer)
+                    .and_then(|o| o.error.is_none().then(|| o.min_wall_ms()).flatten()),
+                get(OptimizerId::Ours)
+                    .and_then(|o| o.error.is_none().then(|| o.min_wall_ms()).flatten()),
+            ) {
+                (Some(p), Some(o)) if o > 0.0 => {
+                    let mark = if p / o >= WALL_GOAL { "" } else { " ✗" };
+                    format!("{:.1}x{mark}", p / o)
+                }
+                _ => "-".into(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {ratio} |",
+                run.column(),
+                model.name,
+                cell(OptimizerId::Ours),
+                cell(OptimizerId::OursNoAttention),
+                cell(OptimizerId::Peer)
+            );
+        }
+    }
+    out.push('\n');
+}
+
+fn fused_ops(out: &mut String, runs: &[BenchRun]) {
+    out.push_str("## Fused operators in the optimized graphs\n\n");
+    out.push_str("Op histogram of each optimized model (from the first run that has it), before ONNX Runtime's own session-time fusions.\n\n");
+    let mut header = String::from("| model | optimizer | nodes |");
+    let mut rule = String::from("|---|---|---|");
+    for op in FUSED_OPS {
+        let _ = write!(header, " {op} |");
+        rule.push_str("---|");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+    for name in model_names(runs) {
+        let Some(model) = runs.iter().find_map(|r| find_model(r, &name)) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | original | {} |{}",
+            model.nodes,
+            " |".repeat(FUSED_OPS.len())
+        );
+        for id in [
+            OptimizerId::Peer,
+            OptimizerId::OursNoAttention,
+            OptimizerId::Ours,
+        ] {
+            let found = runs
+                .iter()
+                .filter_map(|r| find_model(r, &name))
+                .find_map(|m| {
+                    m.optimizers
+                        .iter()
+                        .find(|o| o.optimizer == id && o.error.is_none())
+                });
+            match found {
+                Some(o) => {
+                    let counts: Vec<String> =
+                        FUSED_OPS.iter().map(|op| o.fused(op).to_string()).collect();
+                    let _ = writeln!(
+                        out,
+                        "| {name} | {} | {} | {} |",
+                        id.label(),
+                        o.nodes,
+                        counts.join(" | ")
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "| {name} | {} | failed |{}",
+                        id.label(),
+                        " |".repeat(FUSED_OPS.len())
+                    );
+                }
+            }
+        }
+    }
+    out.push('\n');
+}
+
+fn parity_cell(p: Option<&Parity>, text: bool) -> String {
+    match p {
+        None => "-".into(),
+        Some(p) => match &p.error {
+            Some(e) => format!("failed: {}", short(e)),
+            None => {
+                if text && p.padding != "none" {
+                    sci(p.max_abs_real)
+                } else {
+                    sci(p.max_abs)
+                }
+            }
+        },
+    }
+}
+
+fn parity_tables(out: &mut String, runs: &[BenchRun]) {
+    out.push_str("## Parity with the original\n\n");
+    out.push_str("Largest absolute difference of each configuration's output from the original model's in ONNX Runtime without optimizations, on generated inputs (text: batch of rows padded after each pattern, over the real tokens; vision: a batch of random images, logits). Worst over the model's shapes. Top-1 agreement: fraction of images whose arg-max class equals the original's, the stand-in for the original experiment's ImageNet accuracy.\n\n");
+    for (i, run) in runs.iter().enumerate() {
+        if i > 0 {
+            let _ = writeln!(out, "<details><summary>{}</summary>\n", run.column());
+        } else {
+            let _ = writeln!(out, "{}:\n", run.column());
+        }
+        out.push_str("| model | configuration | no padding | right padding | left padding | holes | top-1 agreement |\n|---|---|---|---|---|---|---|\n");
+        for model in &run.models {
+            let text = model.family == "text";
+            for config in ConfigId::ALL
+                .into_iter()
+                .filter(|c| *c != ConfigId::OrtDisabled)
+            {
+                let all: Vec<&Parity> = model
+                    .cases
+                    .iter()
+                    .flat_map(|c| c.parity.iter())
+                    .filter(|p| p.config == config)
+                    .collect();
+                if all.is_empty() {
+                    continue;
+                }
+                let worst = |padding: &str| -> Option<&Parity> {
+                    let of: Vec<&&Parity> = all.iter().filter(|p| p.padding == padding).collect();
+                    of.iter()
+                        .find(|p| p.error.is_some())
+                        .or_else(|| {
+                            of.iter().max_by(|a, b| {
+                                let v = |p: &Parity| {
+                                    if text && padding != "none" {
+                                        p.max_abs_real
+                                    } else {
+                                        p.max_abs
+                                    }
+                                };
+                                v(a).unwrap_or(0.0).total_cmp(&v(b).unwrap_or(0.0))
+                            })
+                        })
+                        .map(|p| **p)
+                };
+                let top1 = all.iter().filter_map(|p| p.top1_agreement).reduce(f64::min);
+                let cells: Vec<String> = if text {
+                    ["none", "right", "left", "holes"]
+                        .iter()
+                        .map(|pad| parity_cell(worst(pad), true))
+                        .collect()
+                } else {
+                    vec![
+                        parity_cell(worst("none"), false),
+                        "".into(),
+                        "".into(),
+                        "".into(),
+                    ]
+                };
+                let top1 = match top1 {
+                    Some(t) => {
+                        let batch = all.first().map_or(0, |p| p.batch);
+                        format!("{:.3} of {batch}", t)
+                    }
+                    None => "".into(),
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {top1} |",
+                    model.name,
+                    config.short(),
+                    cells.join(" | ")
+                );
+            }
+        }
+        out.push('\n');
+        if i > 0 {
+            out.push_str("</details>\n\n");
+        }
+    }
+}
+
+fn accuracy(out: &mut String, runs: &[BenchRun]) {
+    let Some(run) = runs.first() else { return };
+    let vision: Vec<&ModelResult> = run.models.iter().filter(|m| m.family == "vision").collect();
+    if vision.is_empty() {
+        return;
+    }
+    out.push_str("## Accuracy parity stand-in: top-1 agreement with the original (ViT)\n\n");
+    let batch = vision
+        .iter()
+        .flat_map(|m| m.cases.iter().flat_map(|c| c.parity.iter()))
+        .map(|p| p.batch)
+        .next()
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "The original experiment compared ImageNet top-1 accuracy; no dataset is available here, so this counts, on {batch} generated images, how often each configuration's top class equals the original model's in ONNX Runtime without optimizations ({}).\n",
+        run.column()
+    );
+    let mut header = String::from("| configuration |");
+    let mut rule = String::from("|---|");
+    for m in &vision {
+        let _ = write!(header, " {} |", m.name);
+        rule.push_str("---|");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+    let _ = writeln!(
+        out,
+        "| {} | 1.000 (reference) |{}",
+        ConfigId::OrtDisabled.label(),
+        " 1.000 (reference) |".repeat(vision.len().saturating_sub(1))
+    );
+    for config in ConfigId::ALL
+        .into_iter()
+        .filter(|c| *c != ConfigId::OrtDisabled)
+    {
+        let cells: Vec<String> = vision
+            .iter()
+            .map(|m| {
+                m.cases
+                    .iter()
+                    .flat_map(|c| c.parity.iter())
+                    .filter(|p| p.config == config)
+                    .filter_map(|p| p.top1_agreement)
+                    .reduce(f64::min)
+                    .map_or("-".into(), |t| format!("{t:.3}"))
+            })
+            .collect();
+        let _ = writeln!(out, "| {} | {} |", config.label(), cells.join(" | "));
+    }
+    out.push('\n');
+}
+
+fn profiles(out: &mut String, runs: &[BenchRun]) {
+    let with: Vec<&BenchRun> = runs
+        .iter()
+        .filter(|r| {
+            r.models
+                .iter()
+                .any(|m| m.cases.iter().any(|c| !c.profile.is_empty()))
+        })
+        .collect();
+    if with.is_empty() {
+        return;
+    }
+    out.push_str("## Where the time goes: ONNX Runtime's per-node profile by op type\n\n");
+    out.push_str("Kernel time per run (ms) summed by op type, from ONNX Runtime's profiler (`--profile`), largest first; the last row is the wall time of a whole run as the profiler saw it.\n\n");
+    for run in with {
+        for model in &run.models {
+            for case in model.cases.iter().filter(|c| !c.profile.is_empty()) {
+                let _ = writeln!(
+                    out,
+                    "<details><summary>{}: {} {}</summary>\n",
+                    run.column(),
+                    model.name,
+                    case.shape
+                );
+                let mut header = String::from("| op type |");
+                let mut rule = String::from("|---|");
+                for p in &case.profile {
+                    let _ = write!(header, " {} |", p.config.short());
+                    rule.push_str("---|");
+                }
+                let _ = writeln!(out, "{header}\n{rule}");
+                let mut ops: Vec<(String, f64)> = Vec::new();
+                for p in &case.profile {
+                    for (op, t) in &p.by_op {
+                        match ops.iter_mut().find(|(o, _)| o == op) {
+                            Some(entry) => entry.1 = entry.1.max(*t),
+                            None => ops.push((op.clone(), *t)),
+                        }
+                    }
+                }
+                ops.sort_by(|a, b| b.1.total_cmp(&a.1));
+                for (op, _) in &ops {
+                    let cells: Vec<String> = case
+                        .profile
+                        .iter()
+                        .map(|p| match (p.by_op.get(op), p.nodes_by_op.get(op)) {
+                            (Some(t), Some(n)) => {
+                                let share = if p.kernel_ms > 0.0 {
+                                    100.0 * t / p.kernel_ms
+                                } else {
+                                    0.0
+                                };
+                                format!("{} ({share:.0}%, {n} nodes)", ms(Some(*t)))
+                            }
+                            _ => "".into(),
+                        })
+                        .collect();
+                    let _ = writeln!(out, "| {op} | {} |", cells.join(" | "));
+                }
+                let totals: Vec<String> = case
+                    .profile
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "kernels {} / run {}",
+                            ms(Some(p.kernel_ms)),
+                            ms(Some(p.run_ms))
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(out, "| total | {} |", totals.join(" | "));
+                out.push_str("\n</details>\n\n");
+            }
+        }
+    }
+}
+
+fn notes(out: &mut String, runs: &[BenchRun], extra: &[String]) {
+    let all: Vec<(String, &String)> = runs
+        .iter()
+        .flat_map(|r| r.notes.iter().map(move |n| (r.column(), n)))
+        .collect();
+    if all.is_empty() && extra.is_empty() {
+        return;
+    }
+    out.push_str("## Notes and what was not run\n\n");
+    for line in extra {
+        let _ = writeln!(out, "- {line}");
+    }
+    for (column, note) in all {
+        let _ = writeln!(out, "- {column}: {}", short(note));
+    }
+    out.push('\n');
+}
+
+/// The whole markdown page. `chart` is the SVG's file name (beside the page), `preamble`
+/// free text placed under the title, `extra_notes` lines added to the notes section.
+pub fn markdown(
+    runs: &[BenchRun],
+    chart: Option<&str>,
+    preamble: &str,
+    extra_notes: &[String],
+) -> String {
+    let mut out = String::from("# Benchmarks\n\n");
+    out.push_str("Generated by `cargo xtask bench`; do not edit by hand (the raw results are JSON files under `target/bench/`).\n\n");
+    if !preamble.trim().is_empty() {
+        out.push_str(preamble.trim());
+        out.push_str("\n\n");
+    }
+    if let Some(chart) = chart {
+        let _ = writeln!(
+            out,
+            "![Latency relative to ONNX Runtime without optimizations]({chart})\n"
+        );
+    }
+    conditions(&mut out, runs);
+    summary(&mut out, runs);
+    latency_tables(&mut out, runs);
+    optimizer_times(&mut out, runs);
+    fused_ops(&mut out, runs);
+    parity_tables(&mut out, runs);
+    accuracy(&mut out, runs);
+    profiles(&mut out, runs);
+    notes(&mut out, runs, extra_notes);
+    out
+}
