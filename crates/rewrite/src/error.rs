@@ -1,0 +1,37 @@
+//! Typed errors of the rewrite engine.
+
+/// Everything that can go wrong while optimizing a model.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RewriteError {
+    /// A node reads a value nothing defines (the graph was not checked).
+    #[error("node '{node}' reads '{value}', which nothing defines")]
+    UndefinedValue {
+        /// The reading node.
+        node: String,
+        /// The missing value.
+        value: String,
+    },
+    /// `--fusions` named a fusion that does not exist.
+    #[error("unknown fusion '{name}' (valid: {valid})")]
+    UnknownFusion {
+        /// The name given.
+        name: String,
+        /// The valid names, comma separated.
+        valid: String,
+    },
+    /// A rule failed to build (a bug in a fusion's pattern).
+    #[error("rule '{rule}' is invalid: {reason}")]
+    InvalidRule {
+        /// The rule.
+        rule: String,
+        /// Why.
+        reason: String,
+    },
+    /// Extraction found no valid graph (a bug in a rule or the extractor).
+    #[error("extraction failed: {0}")]
+    Extraction(String),
+    /// The rewritten graph failed the IR's checks.
+    #[error("the rewritten graph is invalid: {0}")]
+    InvalidGraph(#[from] transfuse_ir::IrError),
+}

@@ -1,0 +1,177 @@
+//! Decomposed layer normalization -> ONNX `LayerNormalization` (last axis).
+//!
+//! The core `(x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps)` (square as `Pow(d, 2)` or
+//! `Mul(d, d)`; division as `Div`, or `Mul` by `Reciprocal`) becomes `LayerNormalization(x,
+//! ones)`; then `* gamma` and `+ beta` fold into its scale and bias. The TensorFlow form
+//! `x * s + (beta - mean * s)` with `s = gamma / sqrt(var + eps)` maps directly. Every mean
+//! must reduce exactly the last axis with `keepdims`; `eps` must be a scalar constant.
+//! Models exported at opset 17+ already carry `LayerNormalization`; those nodes stay.
+
+use egg::Id;
+
+use crate::analysis::EGraph;
+use crate::error::RewriteError;
+use crate::lang::{AttrVal, F32Bits, OpNode};
+use crate::rule::{
+    Match, Rewrite, add_f32, add_op, data, is_channel_vector, is_float, last_dim, ops,
+    reduces_last_axis_keepdims, rule, same, same_shape, scalar,
+};
+
+/// `x` when class `m` holds `ReduceMean(x)` over the last axis with keepdims.
+fn mean_of_last_axis(eg: &EGraph, m: Id, x: Id) -> bool {
+    ops(eg, m, "", "ReduceMean")
+        .any(|(n, c)| same(eg, c[0], x) && reduces_last_axis_keepdims(eg, n, c))
+}
+
+/// `x` when class `d` holds `Sub(x, mean(x))`.
+fn centered_input(eg: &EGraph, d: Id) -> Option<Id> {
+    ops(eg, d, "", "Sub")
+        .find(|(_, c)| mean_of_last_axis(eg, c[1], c[0]))
+        .map(|(_, c)| c[0])
+}
+
+/// True when class `var` holds `mean(d^2)` over the last axis.
+fn variance_of(eg: &EGraph, var: Id, d: Id) -> bool {
+    ops(eg, var, "", "ReduceMean").any(|(n, c)| {
+        reduces_last_axis_keepdims(eg, n, c) && {
+            let sq = c[0];
+            ops(eg, sq, "", "Pow").any(|(_, p)| same(eg, p[0], d) && scalar(eg, p[1]) == Some(2.0))
+                || ops(eg, sq, "", "Mul").any(|(_, p)| same(eg, p[0], d) && same(eg, p[1], d))
+        }
+    })
+}
+
+/// Epsilon of a variance `+ eps` term: a non-negative scalar constant.
+fn epsilon(eg: &EGraph, eps: Id) -> Option<f32> {
+    scalar(eg, eps)
+        .filter(|e| *e >= 0.0 && e.is_finite())
+        .map(|e| e as f32)
+}
+
+fn layer_norm(eps: f32) -> OpNode {
+    OpNode::new("LayerNormalization", "")
+        .with_attr("axis", AttrVal::Int(-1))
+        .with_attr("epsilon", AttrVal::Float(F32Bits::new(eps)))
+}
+
+/// The normalized core: `d / sqrt(var + eps)` -> `LayerNormalization(x, ones)`.
+fn core(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
+    let (d, var, eps) = (m.get("?d")?, m.get("?var")?, m.get("?eps")?);
+    let x = centered_input(eg, d)?;
+    let eps = epsilon(eg, eps)?;
+    if !variance_of(eg, var, d) || !is_float(eg, x) || !same_shape(eg, m.root, x) {
+        return None;
+    }
+    if data(eg, x).dtype != Some(transfuse_ir::DataType::Float) {
+        return None;
+    }
+    let h = last_dim(eg, x)?.as_known()?;
+    let len = usize::try_from(h).ok()?;
+    let ones = add_f32(eg, vec![h], &vec![1.0; len]);
+    Some(add_op(eg, layer_norm(eps), vec![x, ones]))
+}
+
+/// A `LayerNormalization(x, scale)` (two inputs, last axis, one output) in class `n`:
+/// `(attributes, x, scale)`.
+fn plain_layer_norm(eg: &EGraph, n: Id) -> Vec<(OpNode, Id, Id)> {
+    ops(eg, n, "", "LayerNormalization")
+        .filter(|(d, c)| c.len() == 2 && d.outputs == 1 && d.attr_int("axis").unwrap_or(-1) == -1)
+        .map(|(d, c)| (d.clone(), c[0], c[1]))
+        .collect()
+}
+
+/// `LayerNormalization(x, ones) * gamma` -> `LayerNormalization(x, gamma)`.
+fn fold_scale(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
+    let (n, g) = (m.get("?n")?, m.get("?g")?);
+    for (node, x, scale) in plain_layer_norm(eg, n) {
+        let unit = data(eg, scale).uniform.as_ref().and_then(|u| u.as_f64()) == Some(1.0);
+        if unit && is_channel_vector(eg, g, x) {
+            return Some(add_op(eg, node, vec![x, g]));
+        }
+    }
+    None
+}
+
+/// `LayerNormalization(x, gamma) + beta` -> `LayerNormalization(x, gamma, beta)`.
+fn fold_bias(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
+    let (n, b) = (m.get("?n")?, m.get("?b")?);
+    for (node, x, scale) in plain_layer_norm(eg, n) {
+        if is_channel_vector(eg, b, x) {
+            return Some(add_op(eg, node, vec![x, scale, b]));
+        }
+    }
+    None
+}
+
+/// TensorFlow's form: `x * s + (beta - mean * s)` with `s = 1/sqrt(var + eps) * gamma`.
+fn tensorflow(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
+    let (x, s, beta, ms) = (m.get("?x")?, m.get("?s")?, m.get("?beta")?, m.get("?ms")?);
+    // ms = mean * s (either order), mean = ReduceMean(x)
+    let mean = ops(eg, ms, "", "Mul").find_map(|(_, c)| {
+        if same(eg, c[1], s) && mean_of_last_axis(eg, c[0], x) {
+            Some(c[0])
+        } else if same(eg, c[0], s) && mean_of_last_axis(eg, c[1], x) {
+            Some(c[1])
+        } else {
+            None
+        }
+    })?;
+    // s = rstd * gamma, rstd = Reciprocal(Sqrt(var + eps)), var = mean((x - mean)^2)
+    let found = ops(eg, s, "", "Mul").find_map(|(_, c)| {
+        let (rstd, gamma) = (c[0], c[1]);
+        ops(eg, rstd, "", "Reciprocal").find_map(|(_, r)| {
+            ops(eg, r[0], "", "Sqrt").find_map(|(_, q)| {
+                ops(eg, q[0], "", "Add").find_map(|(_, a)| {
+                    let eps = epsilon(eg, a[1])?;
+                    let var = a[0];
+                    let centered = ops(eg, var, "", "ReduceMean").find_map(|(_, v)| {
+                        ops(eg, v[0], "", "Mul")
+                            .chain(ops(eg, v[0], "", "Pow"))
+                            .find_map(|(_, p)| {
+                                ops(eg, p[0], "", "Sub")
+                                    .any(|(_, sub)| same(eg, sub[0], x) && same(eg, sub[1], mean))
+                                    .then_some(p[0])
+                            })
+                    })?;
+                    variance_of(eg, var, centered).then_some((gamma, eps))
+                })
+            })
+        })
+    });
+    let (gamma, eps) = found?;
+    if !is_float(eg, x)
+        || !is_channel_vector(eg, gamma, x)
+        || !is_channel_vector(eg, beta, x)
+        || !same_shape(eg, m.root, x)
+    {
+        return None;
+    }
+    Some(add_op(eg, layer_norm(eps), vec![x, gamma, beta]))
+}
+
+/// The rules of this fusion.
+pub fn rules() -> Result<Vec<Rewrite>, RewriteError> {
+    Ok(vec![
+        rule(
+            "layernorm-core",
+            &[
+                "(Div ?d (Sqrt (Add ?var ?eps)))",
+                "(Mul ?d (Reciprocal (Sqrt (Add ?var ?eps))))",
+                "(Mul (Reciprocal (Sqrt (Add ?var ?eps))) ?d)",
+            ],
+            core,
+        )?,
+        rule("layernorm-scale", &["(Mul ?n ?g)"], fold_scale)?,
+        rule("layernorm-bias", &["(Add ?n ?b)"], fold_bias)?,
+        rule(
+            "layernorm-tensorflow",
+            &[
+                "(Add (Mul ?x ?s) (Sub ?beta ?ms))",
+                "(Add (Mul ?s ?x) (Sub ?beta ?ms))",
+                "(Add (Sub ?beta ?ms) (Mul ?x ?s))",
+                "(Add (Sub ?beta ?ms) (Mul ?s ?x))",
+            ],
+            tensorflow,
+        )?,
+    ])
+}

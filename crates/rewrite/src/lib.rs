@@ -1,0 +1,180 @@
+//! The transfuse fusion engine: ONNX graph -> egg e-graph -> rewrite rules -> DAG-aware
+//! extraction -> ONNX graph.
+//!
+//! ```no_run
+//! use transfuse_rewrite::{optimize, OptimizeOptions};
+//! let model = transfuse_ir::Model::load("model.onnx")?;
+//! let options = OptimizeOptions { fusions: "all,-attention".parse()?, ..Default::default() };
+//! let (fused, report) = optimize(&model, &options)?;
+//! fused.save("model.opt.onnx")?;
+//! println!("{}", serde_json::to_string(&report)?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # How it works
+//! - [`lang`]: the language. Every ONNX node is an [`Onnx::Op`] e-node whose data is op type,
+//!   domain, output count and sorted attributes; inputs and constants are leaves (constants
+//!   by [`TensorId`] into the [`TensorTable`]; tensor data never enters the e-graph);
+//!   multi-output nodes are tuple classes read through [`Onnx::Proj`]; one [`Onnx::Root`]
+//!   holds the graph outputs. Nodes with subgraphs are [`Onnx::Opaque`] and pass through.
+//! - [`analysis`]: per e-class element type, symbolic shape ([`SymDim`]: `batch`, `64`,
+//!   `batch*sequence`), small constant values (shape vectors and scalars, folded through the
+//!   shape and scale arithmetic exporters emit, see [`infer`]) and "every element equals c".
+//! - [`fusions`]: the registry [`FUSIONS`]; each fusion is a file of named rules.
+//! - [`extract`]: DAG-aware greedy extraction (shared subterms paid once). New nodes of an
+//!   op type only a disabled fusion emits are never extracted, nor [`INTERNAL_DOMAIN`] ops.
+//! - [`lower`]: back to ONNX, keeping value names, original nodes and their metadata.
+//!
+//! # How to add a fusion
+//! 1. Create `src/fusions/<name>.rs` with `pub fn rules() -> Result<Vec<Rewrite>, RewriteError>`
+//!    built from [`rule::rule`]`(name, &[patterns], applier)`. Patterns are s-expressions over
+//!    op types (`"(MatMul ?a ?b)"`, `ms:` for com.microsoft, `internal:` for
+//!    [`INTERNAL_DOMAIN`]); an op in a pattern matches any attributes. The applier receives
+//!    the e-graph and a [`rule::Match`] (`m.get("?a")`, `m.root`), checks its conditions
+//!    with the queries of [`rule`] (constant values, shapes, dtypes, the attributes of the
+//!    e-nodes in a class via [`rule::ops`]) and returns the id of the replacement (built
+//!    with [`rule::add_op`] and [`OpNode::new`]`(..).with_attr(..)`), or `None`.
+//! 2. Register it in [`FUSIONS`] (`src/fusions/mod.rs`): name, summary, the `(domain, op)`
+//!    pairs it emits, the fusions whose results its patterns start from (`needs`).
+//! 3. Canonical intermediate forms: a rule may add an e-node of [`INTERNAL_DOMAIN`] (for
+//!    example `internal:HeadSplit`) to the class of the structure it recognized; other rules
+//!    match on it; a final rule puts the real ONNX Runtime node in the same class. Internal
+//!    ops are never extracted, so a half-recognized structure costs nothing.
+//! 4. If a new op needs facts (shape, dtype) that [`infer`] does not know, add it there.
+//! 5. Tests: one where the fusion fires and one where it must not (see `tests/`), and a
+//!    parity check of the fused graph against the original.
+//!
+//! Conditions must read analysis facts, not the syntax of the match: an e-class can gain
+//! members later, and each rule is re-run every iteration (so appliers must be idempotent:
+//! adding the same e-node again is free, and [`TensorTable::intern`] gives created tensors
+//! stable ids).
+
+pub mod analysis;
+mod error;
+pub mod extract;
+pub mod fusions;
+pub mod import;
+pub mod infer;
+pub mod lang;
+pub mod lower;
+mod options;
+mod report;
+pub mod rule;
+pub mod symbolic;
+mod tensors;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
+
+use egg::{Language, Runner, SimpleScheduler};
+use transfuse_ir::Model;
+
+pub use analysis::{ClassData, EGraph, OnnxAnalysis, ValueFacts};
+pub use error::RewriteError;
+pub use fusions::{FUSIONS, Fusion};
+pub use lang::{AttrVal, INTERNAL_DOMAIN, Onnx, OpNode, TensorId};
+pub use options::{FusionSet, OptimizeOptions, RunnerLimits};
+pub use report::{EGraphReport, FUSED_OPS, Report, fused_counts};
+pub use symbolic::{ConstValue, Scalar, SymDim};
+pub use tensors::{TensorEntry, TensorOrigin, TensorTable};
+
+/// Own cost of an e-node for extraction: leaves are free, original nodes cost 1, new nodes of
+/// a fused op type 0.5 (so a fusion wins over the nodes it replaces), other new nodes
+/// slightly more than 1 (so rewritten spellings never displace the original ones), and
+/// internal ops or new nodes of disabled fusions cannot be chosen.
+struct CostModel {
+    original: HashSet<Onnx>,
+    allowed: Vec<(&'static str, &'static str)>,
+    fused: Vec<(&'static str, &'static str)>,
+}
+
+impl CostModel {
+    fn cost(&self, n: &Onnx) -> f64 {
+        match n {
+            Onnx::Input(_) | Onnx::Const(_) | Onnx::Absent | Onnx::Proj(..) | Onnx::Root(_) => 0.0,
+            Onnx::Opaque(..) => 1.0,
+            Onnx::Op(d, _) => {
+                if d.domain.as_str() == INTERNAL_DOMAIN {
+                    return f64::INFINITY;
+                }
+                if self.original.contains(n) {
+                    return 1.0;
+                }
+                let key = |list: &[(&str, &str)]| list.iter().any(|(dom, op)| d.is(dom, op));
+                if key(&self.fused) {
+                    if key(&self.allowed) {
+                        0.5
+                    } else {
+                        f64::INFINITY
+                    }
+                } else {
+                    1.001
+                }
+            }
+        }
+    }
+}
+
+/// Optimizes `model` with the fusions and limits of `options`.
+///
+/// The input is not changed. Errors only on a graph that violates the IR's invariants or a
+/// bug in a rule; a fusion whose conditions do not hold simply does not apply.
+pub fn optimize(model: &Model, options: &OptimizeOptions) -> Result<(Model, Report), RewriteError> {
+    let start = Instant::now();
+    let rules = fusions::rules_for(&options.fusions)?;
+    let (egraph, imported) = import::import(&model.graph)?;
+    let limits = &options.limits;
+
+    let mut report = Report {
+        model: model.graph.name.clone(),
+        nodes_before: model.graph.nodes.len(),
+        ..Report::default()
+    };
+    let (egraph, stop_reason, iterations) = if rules.is_empty() {
+        (egraph, "NotRun".to_string(), 0)
+    } else {
+        let runner = Runner::<Onnx, OnnxAnalysis>::default()
+            .with_egraph(egraph)
+            .with_node_limit(limits.node_limit)
+            .with_iter_limit(limits.iter_limit)
+            .with_time_limit(limits.time_limit)
+            .with_scheduler(SimpleScheduler)
+            .run(&rules);
+        let mut applied: BTreeMap<String, usize> =
+            rules.iter().map(|r| (r.name.to_string(), 0)).collect();
+        for it in &runner.iterations {
+            for (name, n) in &it.applied {
+                *applied.entry(name.to_string()).or_insert(0) += n;
+            }
+        }
+        report.rules = applied;
+        let reason = runner
+            .stop_reason
+            .as_ref()
+            .map_or("Unknown".to_string(), |r| format!("{r:?}"));
+        let iterations = runner.iterations.len();
+        (runner.egraph, reason, iterations)
+    };
+    report.egraph = EGraphReport {
+        nodes: egraph.total_number_of_nodes(),
+        classes: egraph.number_of_classes(),
+        iterations,
+        stop_reason,
+    };
+
+    let costs = CostModel {
+        original: imported
+            .original_nodes
+            .iter()
+            .map(|(n, _)| n.clone().map_children(|c| egraph.find(c)))
+            .collect(),
+        allowed: fusions::allowed_new_ops(&options.fusions),
+        fused: fusions::fused_ops(),
+    };
+    let extraction = extract::extract(&egraph, egraph.find(imported.root), |n| costs.cost(n))?;
+    let out = lower::lower(model, &imported, &egraph, &extraction)?;
+    report.nodes_after = out.graph.nodes.len();
+    report.fused = fused_counts(&out.graph);
+    report.optimize_ms = start.elapsed().as_secs_f64() * 1e3;
+    Ok((out, report))
+}
