@@ -8,9 +8,9 @@ use crate::{OrtError, Result};
 
 /// Builds an ONNX Runtime tensor holding a copy of `tensor`'s elements.
 pub(crate) fn to_ort_value(name: &str, tensor: &Tensor) -> Result<DynValue> {
-    let invalid = |source| OrtError::InvalidInput {
+    let invalid = |problem| OrtError::InvalidInput {
         name: name.to_string(),
-        source,
+        problem,
     };
     let raw = tensor.raw_bytes().map_err(invalid)?;
     let dims = tensor.dims.clone();

@@ -92,13 +92,13 @@ pub enum OrtError {
         kind: String,
     },
     /// An input tensor's data is inconsistent (wrong byte count, negative dims, no data).
-    #[error("input '{name}': {source}")]
+    /// (The IR error is part of the message, so it is not also reported as the source.)
+    #[error("input '{name}': {problem}")]
     InvalidInput {
         /// The input.
         name: String,
         /// What is wrong with it.
-        #[source]
-        source: IrError,
+        problem: IrError,
     },
     /// ONNX Runtime could not create or read a tensor value.
     #[error("tensor '{name}': {message}")]
