@@ -9,7 +9,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum IrError {
     /// The file could not be read or written.
-    #[error("{action} '{path}': {source}")]
+    #[error("{action} '{path}'")]
     Io {
         /// What was being done (`reading`, `writing`, ...).
         action: &'static str,
