@@ -29,17 +29,24 @@ pub fn run(args: Args) -> Result<()> {
     };
     let out_dir = paths::target_dir().join("io-bench");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    println!("| model | size MB | load ms (min/median) | save ms (min/median) | load+save ms (min/median) |");
+    println!(
+        "| model | size MB | load ms (min/median) | save ms (min/median) | load+save ms (min/median) |"
+    );
     println!("|---|---|---|---|---|");
     for path in models {
-        let size = std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?.len();
+        let size = std::fs::metadata(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
         let out = out_dir.join("roundtrip.onnx");
         let (mut load, mut save, mut total) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..args.rounds.max(1) {
             let t0 = Instant::now();
-            let model = Model::load(&path).with_context(|| format!("loading {}", path.display()))?;
+            let model =
+                Model::load(&path).with_context(|| format!("loading {}", path.display()))?;
             let t1 = Instant::now();
-            model.save(&out).with_context(|| format!("saving {}", out.display()))?;
+            model
+                .save(&out)
+                .with_context(|| format!("saving {}", out.display()))?;
             let t2 = Instant::now();
             drop(model);
             load.push((t1 - t0).as_secs_f64() * 1e3);
@@ -48,7 +55,8 @@ pub fn run(args: Args) -> Result<()> {
         }
         println!(
             "| {} | {:.0} | {} | {} | {} |",
-            path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
+            path.file_stem()
+                .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
             size as f64 / 1e6,
             min_median(&mut load),
             min_median(&mut save),

@@ -23,8 +23,10 @@ pub fn run(args: Args) -> Result<()> {
     let library = ort_lib::provision()?;
     eprintln!("ONNX Runtime library: {}", library.display());
     models::materialize(&[], false)?;
-    let selects_packages =
-        args.cargo_args.iter().any(|a| a == "-p" || a.starts_with("--package"));
+    let selects_packages = args
+        .cargo_args
+        .iter()
+        .any(|a| a == "-p" || a.starts_with("--package"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(paths::root())

@@ -9,7 +9,9 @@ use std::process::Command;
 use transfuse_ir::{Model, Node};
 
 fn tiny(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/models/tiny").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/models/tiny")
+        .join(name)
 }
 
 /// Runs `optimize IN -o OUT --fusions none` and returns (success, stderr).
@@ -20,7 +22,10 @@ fn optimize(input: &Path, output: &Path) -> (bool, String) {
         .arg(input)
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn expect_failure(bytes: &[u8], needle: &str) {
@@ -30,7 +35,11 @@ fn expect_failure(bytes: &[u8], needle: &str) {
     let output = dir.path().join("out.onnx");
     let (ok, stderr) = optimize(&input, &output);
     assert!(!ok, "expected failure for {needle}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected, got:\n{stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "one line expected, got:\n{stderr}"
+    );
     assert!(stderr.contains(needle), "'{needle}' not in: {stderr}");
     assert!(!output.exists(), "a failed run wrote {}", output.display());
     let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
@@ -57,7 +66,10 @@ fn non_onnx_bytes() {
 
 #[test]
 fn undefined_input() {
-    expect_failure(&edited(|m| m.graph.nodes[7].inputs[0] = "ghost".into()), "'ghost'");
+    expect_failure(
+        &edited(|m| m.graph.nodes[7].inputs[0] = "ghost".into()),
+        "'ghost'",
+    );
 }
 
 #[test]
@@ -72,8 +84,18 @@ fn duplicate_value() {
 #[test]
 fn cycle() {
     let bytes = edited(|m| {
-        m.graph.nodes.push(Node::new("Identity", "", vec!["loop_b".into()], vec!["loop_a".into()]));
-        m.graph.nodes.push(Node::new("Identity", "", vec!["loop_a".into()], vec!["loop_b".into()]));
+        m.graph.nodes.push(Node::new(
+            "Identity",
+            "",
+            vec!["loop_b".into()],
+            vec!["loop_a".into()],
+        ));
+        m.graph.nodes.push(Node::new(
+            "Identity",
+            "",
+            vec!["loop_a".into()],
+            vec!["loop_b".into()],
+        ));
     });
     expect_failure(&bytes, "cycle");
 }
@@ -87,7 +109,8 @@ fn missing_external_data() {
         m.graph.initializers.insert(name, std::sync::Arc::new(t));
     });
     // Re-encode the first initializer as an external reference by hand.
-    let mut proto = <transfuse_ir::proto::ModelProto as prost::Message>::decode(bytes.as_slice()).unwrap();
+    let mut proto =
+        <transfuse_ir::proto::ModelProto as prost::Message>::decode(bytes.as_slice()).unwrap();
     let t = &mut proto.graph.as_mut().unwrap().initializer[0];
     t.data_location = Some(1);
     t.external_data = vec![transfuse_ir::proto::StringStringEntryProto {
