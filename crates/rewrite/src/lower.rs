@@ -53,6 +53,16 @@ fn attr_value(egraph: &EGraph, v: &AttrVal) -> AttrValue {
     }
 }
 
+/// How many outputs a new node of this op must declare even when nothing reads them:
+/// ONNX Runtime 1.31.1's shape inference for `EmbedLayerNormalization` writes the type of
+/// output 1 (`mask_index`) unconditionally and rejects the node without it.
+fn declared_outputs(domain: &str, op: &str) -> usize {
+    match (domain, op) {
+        (MS_DOMAIN, "EmbedLayerNormalization") => 2,
+        _ => 1,
+    }
+}
+
 /// Writes the extracted graph as a model (a copy of `model` with a new main graph).
 pub fn lower(
     model: &Model,
@@ -246,10 +256,17 @@ pub fn lower(
                         for (k, v) in data.attrs.as_deref().unwrap_or(&[]) {
                             n = n.with_attr(k.as_str(), attr_value(egraph, v));
                         }
-                        // Optional trailing outputs that nothing reads are left off.
+                        // Optional trailing outputs that nothing reads are left off, except
+                        // those the op's schema requires to be declared (named, unused).
                         let mut outputs = outputs.clone();
-                        while outputs.len() > 1 && outputs.last().is_some_and(String::is_empty) {
+                        let declared = declared_outputs(data.domain.as_str(), data.op.as_str());
+                        while outputs.len() > declared.max(1)
+                            && outputs.last().is_some_and(String::is_empty)
+                        {
                             outputs.pop();
+                        }
+                        for o in outputs.iter_mut().take(declared).filter(|o| o.is_empty()) {
+                            *o = names.fresh(data.op.as_str());
                         }
                         n.outputs = outputs;
                         n

@@ -8,7 +8,9 @@ use crate::error::RewriteError;
 use crate::options::FusionSet;
 use crate::rule::Rewrite;
 
+mod attention;
 mod biasgelu;
+mod embed_layer_norm;
 mod fastgelu;
 mod gelu;
 mod layernorm;
@@ -33,10 +35,6 @@ pub struct Fusion {
 }
 
 const MS: &str = transfuse_ir::MS_DOMAIN;
-
-fn no_rules() -> Result<Vec<Rewrite>, RewriteError> {
-    Ok(Vec::new())
-}
 
 /// Every fusion, in the order they are documented.
 pub const FUSIONS: &[Fusion] = &[
@@ -84,17 +82,17 @@ pub const FUSIONS: &[Fusion] = &[
     },
     Fusion {
         name: "attention",
-        summary: "self-attention -> Attention / MultiHeadAttention (not implemented yet)",
+        summary: "self-attention (any exporter) -> Attention (packed QKV) or MultiHeadAttention",
         emits: &[(MS, "Attention"), (MS, "MultiHeadAttention")],
         needs: &[],
-        rules: no_rules,
+        rules: attention::rules,
     },
     Fusion {
         name: "embedlayernorm",
-        summary: "embedding gathers + LayerNorm -> EmbedLayerNormalization (not implemented yet)",
+        summary: "word + position [+ segment] gathers + LayerNorm -> EmbedLayerNormalization",
         emits: &[(MS, "EmbedLayerNormalization")],
         needs: &["layernorm"],
-        rules: no_rules,
+        rules: embed_layer_norm::rules,
     },
 ];
 

@@ -7,6 +7,9 @@
 
 #![allow(dead_code)] // each test binary uses a different subset of the builders
 
+pub mod inputs;
+pub mod runners;
+
 use transfuse_ir::{AttrValue, DataType, Dim, Graph, Model, Node, OpsetImport, Tensor, ValueInfo};
 
 /// A small deterministic generator (xorshift64*), so the builders need no extra dependency.
@@ -289,6 +292,9 @@ pub struct AttentionOptions {
     pub softmax_axis: i64,
     /// ONNX opset of the model.
     pub opset: i64,
+    /// Keys and values from a second input `encoder_hidden_states [batch, kv_sequence, H]`
+    /// (cross-attention: Q, K, V cannot be packed into one projection).
+    pub cross_attention: bool,
 }
 
 impl Default for AttentionOptions {
@@ -301,13 +307,15 @@ impl Default for AttentionOptions {
             key_transpose: KeyTransposeForm::TwoTransposes,
             softmax_axis: -1,
             opset: 14,
+            cross_attention: false,
         }
     }
 }
 
 /// A transformers-4-style BERT self-attention block with its output projection:
-/// inputs `hidden_states [batch, sequence, H]` (float) and, unless the mask form is `None`,
-/// `attention_mask [batch, sequence]` (int64); output `output [batch, sequence, H]`.
+/// inputs `hidden_states [batch, sequence, H]` (float), with `cross_attention` also
+/// `encoder_hidden_states [batch, kv_sequence, H]`, and unless the mask form is `None`,
+/// `attention_mask [batch, kv_sequence]` (int64); output `output [batch, sequence, H]`.
 pub fn bert_attention_layer(opts: AttentionOptions) -> Model {
     let h = opts.hidden;
     let n = opts.heads;
@@ -319,29 +327,49 @@ pub fn bert_attention_layer(opts: AttentionOptions) -> Model {
         DataType::Float,
         &[batch.clone(), seq.clone(), Dim::Known(h)],
     );
+    let kv_seq = if opts.cross_attention {
+        Dim::Symbol("kv_sequence".into())
+    } else {
+        seq
+    };
+    let kv = if opts.cross_attention {
+        b.input(
+            "encoder_hidden_states",
+            DataType::Float,
+            &[batch.clone(), kv_seq.clone(), Dim::Known(h)],
+        )
+    } else {
+        x.clone()
+    };
     let mask_input = match opts.mask {
         MaskForm::None => None,
-        _ => Some(b.input("attention_mask", DataType::Int64, &[batch, seq])),
+        _ => Some(b.input("attention_mask", DataType::Int64, &[batch, kv_seq])),
     };
 
-    // Head split target [B, S, N, d] from the input's shape, TorchScript style.
+    // Head split targets [B, S, N, d] from the inputs' shapes, TorchScript style.
     let bdim = b.dim_of(&x, 0);
     let sdim = b.dim_of(&x, 1);
+    let kv_sdim = b.dim_of(&kv, 1);
     let nd = b.const_i64s(&[n, d]);
     let split_target = b.op(
         "Concat",
         &[&bdim, &sdim, &nd],
         vec![("axis", AttrValue::Int(0))],
     );
+    let kv_split_target = b.op(
+        "Concat",
+        &[&bdim, &kv_sdim, &nd],
+        vec![("axis", AttrValue::Int(0))],
+    );
 
     let q_lin = b.linear(&x, h, h, "query");
-    let k_lin = b.linear(&x, h, h, "key");
-    let v_lin = b.linear(&x, h, h, "value");
+    let k_lin = b.linear(&kv, h, h, "key");
+    let v_lin = b.linear(&kv, h, h, "value");
     let q4r = b.op("Reshape", &[&q_lin, &split_target], vec![]);
     let q = b.transpose(&q4r, &[0, 2, 1, 3]);
-    let v4r = b.op("Reshape", &[&v_lin, &split_target], vec![]);
+    let v4r = b.op("Reshape", &[&v_lin, &kv_split_target], vec![]);
     let v = b.transpose(&v4r, &[0, 2, 1, 3]);
-    let k4r = b.op("Reshape", &[&k_lin, &split_target], vec![]);
+    let k4r = b.op("Reshape", &[&k_lin, &kv_split_target], vec![]);
     let kt = match opts.key_transpose {
         KeyTransposeForm::TwoTransposes => {
             let k = b.transpose(&k4r, &[0, 2, 1, 3]);
@@ -354,7 +382,7 @@ pub fn bert_attention_layer(opts: AttentionOptions) -> Model {
             let dconst = b.const_i64s(&[d]);
             let t3 = b.op(
                 "Concat",
-                &[&minus_one, &sdim, &dconst],
+                &[&minus_one, &kv_sdim, &dconst],
                 vec![("axis", AttrValue::Int(0))],
             );
             let k3 = b.op("Reshape", &[&k, &t3], vec![]);
@@ -362,7 +390,7 @@ pub fn bert_attention_layer(opts: AttentionOptions) -> Model {
             let nd_const = b.const_i64s(&[n, d]);
             let t4 = b.op(
                 "Concat",
-                &[&bdim, &nd_const, &sdim],
+                &[&bdim, &nd_const, &kv_sdim],
                 vec![("axis", AttrValue::Int(0))],
             );
             b.op("Reshape", &[&k3t, &t4], vec![])
@@ -449,7 +477,10 @@ pub fn bert_attention_layer(opts: AttentionOptions) -> Model {
 /// A timm-style block with one packed `[H, 3H]` qkv linear, split through
 /// `Reshape [B,S,3,N,d] -> Transpose [2,0,3,1,4] -> Split -> Squeeze`, no mask, scale on
 /// both sides computed from the shape (`Sqrt(1/Sqrt(d))`), `Softmax -> Cast -> Cast`.
-pub fn packed_qkv_layer(hidden: i64, heads: i64) -> Model {
+///
+/// With `weight_is_input` the qkv weight is a graph input (`qkv_weight [H, 3H]`) instead of
+/// an initializer, so the projection cannot be packed into `Attention`'s weights.
+pub fn packed_qkv_layer(hidden: i64, heads: i64, weight_is_input: bool) -> Model {
     let h = hidden;
     let n = heads;
     let d = h / n;
@@ -460,7 +491,18 @@ pub fn packed_qkv_layer(hidden: i64, heads: i64) -> Model {
         DataType::Float,
         &[batch, Dim::Known(9), Dim::Known(h)],
     );
-    let qkv = b.linear(&x, h, 3 * h, "qkv");
+    let qkv = if weight_is_input {
+        let w = b.input(
+            "qkv_weight",
+            DataType::Float,
+            &[Dim::Known(h), Dim::Known(3 * h)],
+        );
+        let bias = b.random_f32("qkv_bias", &[3 * h], 0.2);
+        let mm = b.op("MatMul", &[&x, &w], vec![]);
+        b.op("Add", &[&bias, &mm], vec![])
+    } else {
+        b.linear(&x, h, 3 * h, "qkv")
+    };
     let bdim = b.dim_of(&x, 0);
     let sdim = b.dim_of(&x, 1);
     let rest = b.const_i64s(&[3, n, d]);

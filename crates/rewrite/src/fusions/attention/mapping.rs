@@ -1,0 +1,486 @@
+//! The mapping: a complete canonical attention, merged back to `[B, S, H]`, becomes
+//! com.microsoft `Attention` (Q, K and V projections packed into one weight and bias) or,
+//! where packing is impossible, `MultiHeadAttention`.
+//!
+//! `num_heads` comes from the head split's shape facts and `scale` from the scale chain
+//! (always written, never left to the op's default). The exporter's additive mask is fed
+//! as `attention_bias` unchanged (expanded to `[B|1, N|1, S, T]` when its query axis is
+//! broadcast, which ONNX Runtime rejects), dropped when it is provably all zeros; NaN rows
+//! are zeroed after the fused op exactly where the original had its guard and the bias can
+//! hold `-inf` (see `docs/attention-forms.md`, "Fully padded sequences").
+
+use std::sync::Arc;
+
+use egg::Id;
+use transfuse_ir::{DataType, MS_DOMAIN, Tensor};
+
+use super::canonical::{columns_in, contexts_in, head_splits, probs_in, scores_in};
+use super::mask::{all_finite, all_zero};
+use crate::INTERNAL_DOMAIN;
+use crate::analysis::EGraph;
+use crate::error::RewriteError;
+use crate::lang::{AttrVal, F32Bits, Onnx, OpNode, TensorId};
+use crate::rule::{Match, Rewrite, absent, add_f32, add_op, dtype, ops, rule, same, shape};
+use crate::symbolic::{Shape, SymDim};
+use crate::tensors::TensorOrigin;
+
+/// A recognized attention core: `Context(Probs(Scores(q4, k4), bias), v4)` with the three
+/// head splits resolved to their `[B, *, H]` sources.
+#[derive(Clone, Copy, Debug)]
+struct Core {
+    heads: i64,
+    scale: f32,
+    nan_guard: bool,
+    bias: Id,
+    query: Id,
+    key: Id,
+    value: Id,
+}
+
+/// `Linear`: `x · W (+ b)` with `W` a 2-D float constant tensor and `b` a matching 1-D one.
+#[derive(Clone, Copy, Debug)]
+struct Linear {
+    x: Id,
+    weight: TensorId,
+    bias: Option<TensorId>,
+}
+
+/// The tensor id of a constant leaf in class `id`.
+fn const_tensor(eg: &EGraph, id: Id) -> Option<TensorId> {
+    eg[id].nodes.iter().find_map(|n| match n {
+        Onnx::Const(t) => Some(*t),
+        _ => None,
+    })
+}
+
+fn tensor_dims(eg: &EGraph, t: TensorId) -> Option<Vec<i64>> {
+    eg.analysis
+        .tensors
+        .tensor(t)
+        .filter(|t| t.dtype == DataType::Float)
+        .map(|t| t.dims.clone())
+}
+
+/// Every linear projection that class `t` is: `Add(MatMul(x, W), b)` in either order, or
+/// `MatMul(x, W)` alone.
+fn linears(eg: &EGraph, t: Id) -> Vec<Linear> {
+    let matmuls = |mm: Id| -> Vec<(Id, TensorId)> {
+        ops(eg, mm, "", "MatMul")
+            .filter_map(|(_, c)| {
+                let (x, w) = (*c.first()?, *c.get(1)?);
+                let wt = const_tensor(eg, w)?;
+                (tensor_dims(eg, wt)?.len() == 2).then_some((x, wt))
+            })
+            .collect()
+    };
+    let mut out = Vec::new();
+    for (_, c) in ops(eg, t, "", "Add") {
+        let (Some(&l), Some(&r)) = (c.first(), c.get(1)) else {
+            continue;
+        };
+        for (mm, b) in [(l, r), (r, l)] {
+            let Some(bt) = const_tensor(eg, b) else {
+                continue;
+            };
+            for (x, wt) in matmuls(mm) {
+                let fits = matches!((tensor_dims(eg, wt), tensor_dims(eg, bt)), (Some(w), Some(b)) if b.len() == 1 && b[0] == w[1]);
+                if fits {
+                    out.push(Linear {
+                        x,
+                        weight: wt,
+                        bias: Some(bt),
+                    });
+                }
+            }
+        }
+    }
+    out.extend(matmuls(t).into_iter().map(|(x, weight)| Linear {
+        x,
+        weight,
+        bias: None,
+    }));
+    out
+}
+
+/// The core behind `Reshape(Transpose(ctx, [0,2,1,3]), [B, S, N·d])` (class `root`).
+fn find_core(eg: &EGraph, root: Id, ctx_t: Id) -> Option<Core> {
+    let out_shape = shape(eg, root)?;
+    let transposed = ops(eg, ctx_t, "", "Transpose")
+        .filter(|(n, _)| n.attr_ints("perm") == Some(&[0, 2, 1, 3]))
+        .filter_map(|(_, c)| c.first().copied())
+        .collect::<Vec<_>>();
+    for ctx in transposed {
+        for (p, v4) in contexts_in(eg, ctx) {
+            for (nan_guard, s, bias) in probs_in(eg, p) {
+                for (scale, q4, k4) in scores_in(eg, s) {
+                    for (heads, query) in head_splits(eg, q4) {
+                        let key = head_splits(eg, k4)
+                            .into_iter()
+                            .find(|(h, _)| *h == heads)
+                            .map(|(_, t)| t);
+                        let value = head_splits(eg, v4)
+                            .into_iter()
+                            .find(|(h, _)| *h == heads)
+                            .map(|(_, t)| t);
+                        let (Some(key), Some(value)) = (key, value) else {
+                            continue;
+                        };
+                        let core = Core {
+                            heads,
+                            scale,
+                            nan_guard,
+                            bias,
+                            query,
+                            key,
+                            value,
+                        };
+                        if shapes_fit(eg, &core, out_shape) {
+                            return Some(core);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Query `[B,S,H]`, key and value `[B,T,H]`, the merged output `[B,S,H]`, `H` divisible by
+/// the head count. (A head split's source may be an internal `Columns` class without facts:
+/// then its [`HeadSplit`](super::canonical) class, which has them, vouches for it.)
+fn shapes_fit(eg: &EGraph, core: &Core, out: &Shape) -> bool {
+    let dims = |t: Id| -> Option<Shape> {
+        if let Some(s) = shape(eg, t) {
+            return Some(s.clone());
+        }
+        let (start, end, src) = *columns_in(eg, t).first()?;
+        let mut s = shape(eg, src)?.clone();
+        *s.last_mut()? = SymDim::known(end - start);
+        Some(s)
+    };
+    let (Some(q), Some(k), Some(v)) = (dims(core.query), dims(core.key), dims(core.value)) else {
+        return false;
+    };
+    let ([b, s, h], [bk, t, hk], [bv, tv, hv]) = (q.as_slice(), k.as_slice(), v.as_slice()) else {
+        return false;
+    };
+    let Some(hidden) = h.as_known() else {
+        return false;
+    };
+    b == bk
+        && b == bv
+        && t == tv
+        && h == hk
+        && h == hv
+        && hidden % core.heads == 0
+        && out.as_slice() == [b.clone(), s.clone(), h.clone()]
+}
+
+/// Where Q, K and V come from when they are linears of one input: `x` and either one
+/// `[Hin, 3H]` linear (timm) or three `[Hin, H]` ones to pack.
+#[derive(Clone, Copy, Debug)]
+enum Projection {
+    /// One linear whose weight already has the packed layout.
+    Packed {
+        x: Id,
+        weight: TensorId,
+        bias: Option<TensorId>,
+        width: i64,
+    },
+    /// Three linears of the same input, in Q, K, V order.
+    Separate { x: Id, parts: [Linear; 3] },
+}
+
+impl Projection {
+    fn input(&self) -> Id {
+        match self {
+            Projection::Packed { x, .. } | Projection::Separate { x, .. } => *x,
+        }
+    }
+}
+
+/// The projection behind the core's Q, K and V, when it is packable (no data is read).
+fn projection(eg: &EGraph, core: &Core) -> Option<Projection> {
+    // timm: three column blocks of one [Hin, 3H] linear, in Q, K, V order.
+    let blocks: Vec<(i64, i64, Id)> = [core.query, core.key, core.value]
+        .iter()
+        .filter_map(|&t| columns_in(eg, t).first().copied())
+        .collect();
+    if let [(0, h, a), (k0, h2, b), (v0, h3, c)] = blocks.as_slice() {
+        let (h, two_h, three_h) = (*h, h.checked_mul(2)?, h.checked_mul(3)?);
+        if *k0 != h
+            || *h2 != two_h
+            || *v0 != two_h
+            || *h3 != three_h
+            || !same(eg, *a, *b)
+            || !same(eg, *a, *c)
+        {
+            return None;
+        }
+        let lin = linears(eg, *a)
+            .into_iter()
+            .find(|l| tensor_dims(eg, l.weight).is_some_and(|w| w[1] == three_h))?;
+        return Some(Projection::Packed {
+            x: lin.x,
+            weight: lin.weight,
+            bias: lin.bias,
+            width: three_h,
+        });
+    }
+    // Three separate linears of the same input.
+    let (q, k, v) = (
+        linears(eg, core.query),
+        linears(eg, core.key),
+        linears(eg, core.value),
+    );
+    q.iter().find_map(|lq| {
+        let lk = k.iter().find(|l| same(eg, l.x, lq.x))?;
+        let lv = v.iter().find(|l| same(eg, l.x, lq.x))?;
+        Some(Projection::Separate {
+            x: lq.x,
+            parts: [*lq, *lk, *lv],
+        })
+    })
+}
+
+/// The `[Hin, 3H]` weight and `[3H]` bias of a projection: used as they are for a packed
+/// linear (a zero bias made when there is none), packed from three linears otherwise.
+/// `None` when weight data is missing (skeleton models) or the pieces do not fit.
+fn packed_weights(eg: &mut EGraph, projection: &Projection) -> Option<(TensorId, TensorId)> {
+    match *projection {
+        Projection::Packed {
+            weight,
+            bias: Some(bias),
+            ..
+        } => Some((weight, bias)),
+        Projection::Packed {
+            weight,
+            bias: None,
+            width,
+            ..
+        } => {
+            let zeros = vec![0.0; usize::try_from(width).ok()?];
+            Some((weight, eg.analysis.tensors.f32(vec![width], &zeros)))
+        }
+        Projection::Separate { parts, .. } => pack(eg, &parts),
+    }
+}
+
+/// Packs three `[Hin, H_i]` weights column-wise and their biases (zeros where absent), as
+/// little-endian bytes copied row by row (no per-element conversion). `None` when a tensor
+/// has no data (skeleton weights), the element types differ or the input sizes differ.
+fn pack(eg: &mut EGraph, parts: &[Linear; 3]) -> Option<(TensorId, TensorId)> {
+    let tensors = &eg.analysis.tensors;
+    let dtype = tensors.dtype(parts[0].weight)?;
+    let size = dtype.size_of()?;
+    let mut weights = Vec::with_capacity(3);
+    let mut biases: Vec<u8> = Vec::new();
+    for l in parts {
+        let w = tensors.tensor(l.weight)?;
+        let [rows, cols] = w.dims.as_slice() else {
+            return None;
+        };
+        let (rows, cols) = (usize::try_from(*rows).ok()?, usize::try_from(*cols).ok()?);
+        let bytes = w.raw_bytes().ok()?;
+        if w.dtype != dtype || bytes.len() != rows.checked_mul(cols)?.checked_mul(size)? {
+            return None;
+        }
+        match l.bias {
+            Some(b) => {
+                let b = tensors.tensor(b)?;
+                let bb = b.raw_bytes().ok()?;
+                if b.dtype != dtype || bb.len() != cols * size {
+                    return None;
+                }
+                biases.extend_from_slice(&bb);
+            }
+            None => biases.resize(biases.len() + cols * size, 0),
+        }
+        weights.push((rows, cols * size, bytes));
+    }
+    let rows = weights.first()?.0;
+    if weights.iter().any(|w| w.0 != rows) {
+        return None;
+    }
+    let row_bytes: usize = weights.iter().map(|w| w.1).sum();
+    let mut packed = Vec::with_capacity(rows.checked_mul(row_bytes)?);
+    for r in 0..rows {
+        for (_, width, bytes) in &weights {
+            packed.extend_from_slice(bytes.get(r * width..(r + 1) * width)?);
+        }
+    }
+    let total = i64::try_from(row_bytes / size).ok()?;
+    let dims = vec![i64::try_from(rows).ok()?, total];
+    let weight = Tensor::from_raw("", dtype, dims, packed.into());
+    let bias = Tensor::from_raw("", dtype, vec![total], biases.into());
+    // Added, not interned: the mapping packs at most once per attention (it stops once the
+    // class holds the fused node), and interning would copy and hash megabytes per layer.
+    let tensors = &mut eg.analysis.tensors;
+    Some((
+        tensors.add(Arc::new(weight), TensorOrigin::Created),
+        tensors.add(Arc::new(bias), TensorOrigin::Created),
+    ))
+}
+
+fn is_absent(eg: &EGraph, id: Id) -> bool {
+    eg[id].nodes.iter().any(|n| matches!(n, Onnx::Absent))
+}
+
+/// `[1]`-shaped int64 vector holding dim 1 of `t` (its sequence length).
+fn sequence_length(eg: &mut EGraph, t: Id) -> Id {
+    let shape_node = add_op(eg, OpNode::new("Shape", ""), vec![t]);
+    let one = eg
+        .analysis
+        .tensors
+        .intern(Tensor::from_i64("", vec![1], &[1]));
+    let index = eg.add(Onnx::Const(one));
+    add_op(
+        eg,
+        OpNode::new("Gather", "").with_attr("axis", AttrVal::Int(0)),
+        vec![shape_node, index],
+    )
+}
+
+/// The `attention_bias` input: `None` when there is no bias or it is all zeros; the bias
+/// itself when its last two axes are already `[S, T]`; else `Expand(bias, [1, 1, S, T])`.
+/// Errors (`Err(())`) when the bias cannot be fed: not float, or rank above 4.
+fn attention_bias(eg: &mut EGraph, bias: Id, query_src: Id, key_src: Id) -> Result<Option<Id>, ()> {
+    if is_absent(eg, bias) || all_zero(eg, bias) {
+        return Ok(None);
+    }
+    if dtype(eg, bias) != Some(DataType::Float) {
+        return Err(());
+    }
+    let (Some(bs), Some(qs), Some(ks)) =
+        (shape(eg, bias), shape(eg, query_src), shape(eg, key_src))
+    else {
+        return Err(());
+    };
+    let (Some(s), Some(t)) = (qs.get(1), ks.get(1)) else {
+        return Err(());
+    };
+    if bs.len() > 4 {
+        return Err(());
+    }
+    if bs.len() == 4 && &bs[2] == s && &bs[3] == t {
+        return Ok(Some(bias));
+    }
+    let ones = eg
+        .analysis
+        .tensors
+        .intern(Tensor::from_i64("", vec![2], &[1, 1]));
+    let ones = eg.add(Onnx::Const(ones));
+    let s = sequence_length(eg, query_src);
+    let t = sequence_length(eg, key_src);
+    let target = add_op(
+        eg,
+        OpNode::new("Concat", "").with_attr("axis", AttrVal::Int(0)),
+        vec![ones, s, t],
+    );
+    Ok(Some(add_op(
+        eg,
+        OpNode::new("Expand", ""),
+        vec![bias, target],
+    )))
+}
+
+/// A real (extractable) value for class `t`: `t` itself, or for a `Columns` block that only
+/// exists as an internal node, a `Slice` of its source on the last axis.
+fn materialize(eg: &mut EGraph, t: Id) -> Option<Id> {
+    let real = eg[t]
+        .nodes
+        .iter()
+        .any(|n| !matches!(n, Onnx::Op(d, _) if d.domain.as_str() == INTERNAL_DOMAIN));
+    if real {
+        return Some(t);
+    }
+    let (start, end, src) = *columns_in(eg, t).first()?;
+    let mut vector = |v: i64| {
+        let id = eg
+            .analysis
+            .tensors
+            .intern(Tensor::from_i64("", vec![1], &[v]));
+        eg.add(Onnx::Const(id))
+    };
+    let (starts, ends, axes) = (vector(start), vector(end), vector(-1));
+    let slice = add_op(eg, OpNode::new("Slice", ""), vec![src, starts, ends, axes]);
+    eg.union(slice, t);
+    Some(eg.find(t))
+}
+
+/// True when class `root` already holds the fused node (directly or under the NaN guard).
+fn already_fused(eg: &EGraph, root: Id) -> bool {
+    let fused = |id: Id| {
+        ops(eg, id, MS_DOMAIN, "Attention").next().is_some()
+            || ops(eg, id, MS_DOMAIN, "MultiHeadAttention")
+                .next()
+                .is_some()
+    };
+    fused(root) || ops(eg, root, "", "Where").any(|(_, c)| c.get(2).is_some_and(|&x| fused(x)))
+}
+
+fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
+    if already_fused(eg, m.root) {
+        return None;
+    }
+    let core = find_core(eg, m.root, m.get("?ctx_t")?)?;
+    let scale = AttrVal::Float(F32Bits::new(core.scale));
+    let heads = AttrVal::Int(core.heads);
+    let with_bias = |eg: &mut EGraph, mut inputs: Vec<Id>, bias: Option<Id>| {
+        if let Some(ab) = bias {
+            let none = absent(eg);
+            inputs.extend([none, none, ab]);
+        }
+        inputs
+    };
+    let mut fused = None;
+    // Packed Attention; weights are copied only once every other condition holds.
+    if let Some(projection) = projection(eg, &core) {
+        let x = projection.input();
+        let bias = attention_bias(eg, core.bias, x, x).ok()?;
+        if let Some((weight, packed_bias)) = packed_weights(eg, &projection) {
+            let (w, b) = (
+                eg.add(Onnx::Const(weight)),
+                eg.add(Onnx::Const(packed_bias)),
+            );
+            let inputs = with_bias(eg, vec![x, w, b], bias);
+            let node = OpNode::new("Attention", MS_DOMAIN)
+                .with_attr("num_heads", heads.clone())
+                .with_attr("scale", scale.clone());
+            fused = Some((add_op(eg, node, inputs), bias));
+        }
+    }
+    // Otherwise MultiHeadAttention on Q, K and V as they are.
+    let (out, bias) = match fused {
+        Some(f) => f,
+        None => {
+            let (q, k, v) = (
+                materialize(eg, core.query)?,
+                materialize(eg, core.key)?,
+                materialize(eg, core.value)?,
+            );
+            let bias = attention_bias(eg, core.bias, q, k).ok()?;
+            let inputs = with_bias(eg, vec![q, k, v], bias);
+            let node = OpNode::new("MultiHeadAttention", MS_DOMAIN)
+                .with_attr("num_heads", heads)
+                .with_attr("scale", scale);
+            (add_op(eg, node, inputs), bias)
+        }
+    };
+    // The exporter zeroed NaN rows after Softmax; keep that where the bias may be -inf.
+    if core.nan_guard && bias.is_some_and(|b| !all_finite(eg, b)) {
+        let zero = add_f32(eg, vec![], &[0.0]);
+        let nan = add_op(eg, OpNode::new("IsNaN", ""), vec![out]);
+        return Some(add_op(eg, OpNode::new("Where", ""), vec![nan, zero, out]));
+    }
+    Some(out)
+}
+
+/// The mapping rule.
+pub(super) fn rules() -> Result<Vec<Rewrite>, RewriteError> {
+    Ok(vec![rule(
+        "attention",
+        &["(Reshape ?ctx_t ?target)"],
+        fuse,
+    )?])
+}

@@ -1,0 +1,160 @@
+//! Proofs about an attention bias (the additive mask), read from the e-graph.
+//!
+//! Each proof holds if *some* e-node of the class satisfies it (all e-nodes of a class compute
+//! the same value), so a class that gains members later only makes more proofs succeed.
+//! Proofs recurse through the few ops mask subgraphs use, to a fixed depth.
+
+use egg::Id;
+use transfuse_ir::DataType;
+
+use crate::analysis::EGraph;
+use crate::lang::Onnx;
+use crate::rule::{data, dtype};
+
+/// How deep a proof may look (mask subgraphs are a handful of nodes deep).
+const MAX_DEPTH: usize = 16;
+
+/// Ops that move or copy elements without changing them (input 0 is the data).
+const VALUE_PRESERVING: &[&str] = &[
+    "Expand",
+    "Unsqueeze",
+    "Squeeze",
+    "Reshape",
+    "Flatten",
+    "Transpose",
+    "Identity",
+];
+
+/// `(op type, children)` of the ONNX-domain e-nodes of class `id`.
+fn onnx_nodes(eg: &EGraph, id: Id) -> Vec<(String, Vec<Id>, Option<i64>)> {
+    eg[id]
+        .nodes
+        .iter()
+        .filter_map(|n| match n {
+            Onnx::Op(d, c) if d.domain.as_str().is_empty() || d.domain.as_str() == "ai.onnx" => {
+                Some((d.op.to_string(), c.clone(), d.attr_int("to")))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn uniform_number(eg: &EGraph, id: Id) -> Option<f64> {
+    data(eg, id).uniform.as_ref()?.as_f64()
+}
+
+/// The smallest element of class `id`, when provable (constants, `Range` with a
+/// non-negative step, and copies of those).
+fn min_value(eg: &EGraph, id: Id, depth: usize) -> Option<f64> {
+    if let Some(v) = uniform_number(eg, id) {
+        return Some(v);
+    }
+    if let Some(values) = data(eg, id).value.as_ref().and_then(|v| v.as_f64s()) {
+        return values.into_iter().reduce(f64::min);
+    }
+    let depth = depth.checked_sub(1)?;
+    onnx_nodes(eg, id)
+        .into_iter()
+        .find_map(|(op, c, to)| match op.as_str() {
+            "Range" => {
+                let (start, delta) = (
+                    uniform_number(eg, *c.first()?)?,
+                    uniform_number(eg, *c.get(2)?)?,
+                );
+                (delta >= 0.0).then_some(start)
+            }
+            "Cast" => {
+                // Integer and float casts are monotone; bool casts are not about order.
+                let to = DataType::from_code(i32::try_from(to?).ok()?);
+                let from = dtype(eg, *c.first()?)?;
+                (to != DataType::Bool && from != DataType::Bool)
+                    .then(|| min_value(eg, c[0], depth))
+                    .flatten()
+            }
+            _ if VALUE_PRESERVING.contains(&op.as_str()) => min_value(eg, *c.first()?, depth),
+            _ => None,
+        })
+}
+
+/// True when every element of the boolean class `id` is provably true.
+fn all_true_at(eg: &EGraph, id: Id, depth: usize) -> bool {
+    if dtype(eg, id) == Some(DataType::Bool) && uniform_number(eg, id).is_some_and(|v| v != 0.0) {
+        return true;
+    }
+    let Some(depth) = depth.checked_sub(1) else {
+        return false;
+    };
+    onnx_nodes(eg, id).into_iter().any(|(op, c, to)| match (op.as_str(), c.as_slice()) {
+        ("And", [a, b]) => all_true_at(eg, *a, depth) && all_true_at(eg, *b, depth),
+        ("Or", [a, b]) => all_true_at(eg, *a, depth) || all_true_at(eg, *b, depth),
+        ("GreaterOrEqual", [a, b]) => {
+            matches!((min_value(eg, *a, depth), uniform_number(eg, *b)), (Some(lo), Some(bound)) if lo >= bound)
+        }
+        ("Greater", [a, b]) => {
+            matches!((min_value(eg, *a, depth), uniform_number(eg, *b)), (Some(lo), Some(bound)) if lo > bound)
+        }
+        ("Cast", [x]) => to == Some(i64::from(DataType::Bool.code())) && dtype(eg, *x) == Some(DataType::Bool) && all_true_at(eg, *x, depth),
+        (op, [x, ..]) if VALUE_PRESERVING.contains(&op) => all_true_at(eg, *x, depth),
+        _ => false,
+    })
+}
+
+/// True when every element of class `id` is provably `0.0` (for example the vision models'
+/// `Where(all-true, 0, NEG)`), so adding it changes nothing.
+pub(super) fn all_zero(eg: &EGraph, id: Id) -> bool {
+    all_zero_at(eg, id, MAX_DEPTH)
+}
+
+fn all_zero_at(eg: &EGraph, id: Id, depth: usize) -> bool {
+    if uniform_number(eg, id) == Some(0.0) {
+        return true;
+    }
+    let Some(depth) = depth.checked_sub(1) else {
+        return false;
+    };
+    onnx_nodes(eg, id)
+        .into_iter()
+        .any(|(op, c, _)| match (op.as_str(), c.as_slice()) {
+            ("Where", [cond, a, b]) => {
+                (all_true_at(eg, *cond, depth) && all_zero_at(eg, *a, depth))
+                    || (all_zero_at(eg, *a, depth) && all_zero_at(eg, *b, depth))
+            }
+            (op, [x, ..]) if VALUE_PRESERVING.contains(&op) => all_zero_at(eg, *x, depth),
+            _ => false,
+        })
+}
+
+/// True when every element of the float class `id` is provably finite: built from finite
+/// constants by selection and copies, or cast from an integer or boolean tensor. Softmax of
+/// finite scores plus such a bias never produces NaN.
+pub(super) fn all_finite(eg: &EGraph, id: Id) -> bool {
+    all_finite_at(eg, id, MAX_DEPTH)
+}
+
+fn all_finite_at(eg: &EGraph, id: Id, depth: usize) -> bool {
+    if let Some(v) = uniform_number(eg, id) {
+        return v.is_finite();
+    }
+    if let Some(values) = data(eg, id).value.as_ref().and_then(|v| v.as_f64s()) {
+        return values.iter().all(|v| v.is_finite());
+    }
+    let Some(depth) = depth.checked_sub(1) else {
+        return false;
+    };
+    onnx_nodes(eg, id)
+        .into_iter()
+        .any(|(op, c, to)| match (op.as_str(), c.as_slice()) {
+            ("Where", [_, a, b]) => all_finite_at(eg, *a, depth) && all_finite_at(eg, *b, depth),
+            // Any integer or boolean converts to a finite float32 (|i64| < 2^63 < f32::MAX).
+            ("Cast", [x]) => match dtype(eg, *x) {
+                Some(from) if !from.is_float() => true,
+                // A float32 -> float32 cast keeps values; narrower targets could overflow.
+                Some(DataType::Float) => {
+                    to == Some(i64::from(DataType::Float.code())) && all_finite_at(eg, *x, depth)
+                }
+                _ => false,
+            },
+            (op, [x, ..]) if VALUE_PRESERVING.contains(&op) => all_finite_at(eg, *x, depth),
+            _ => false,
+        })
+}
