@@ -100,6 +100,10 @@ pub struct Args {
     /// Earlier runs' result files to publish together with this one.
     #[arg(long)]
     merge: Vec<PathBuf>,
+    /// Publish without the saved runs of other machines (xtask/bench/results/*.json, such as
+    /// the device machine's 16-thread and GPU runs), which are otherwise added as columns.
+    #[arg(long)]
+    no_saved: bool,
     /// Measure nothing: publish the --merge files only.
     #[arg(long)]
     render_only: bool,
@@ -214,6 +218,11 @@ impl Bar {
 
 impl Progress for Bar {
     fn step(&mut self, message: &str) {
+        // Without a terminal the bar is hidden: print the stages (not every round) as lines.
+        if self.bar.is_hidden() && !message.contains(": round ") && !message.contains(": warm-up ")
+        {
+            eprintln!("[{:>4.0} s] {message}", self.bar.elapsed().as_secs_f64());
+        }
         self.bar.set_message(message.to_string());
         self.bar.inc(1);
     }
@@ -237,16 +246,21 @@ pub fn run(args: Args) -> Result<()> {
     for path in &args.merge {
         merged.push(read_run(path)?);
     }
+    if !args.no_saved {
+        merged.extend(saved_runs()?);
+    }
     if args.render_only {
         if merged.is_empty() {
-            bail!("--render-only needs result files to publish: pass them with --merge");
+            bail!(
+                "--render-only needs result files to publish: pass them with --merge, or save them in {}",
+                saved_results_dir().display()
+            );
         }
         return publish(&args, merged);
     }
     if args.threads == 0 || args.rounds == 0 {
         bail!("--threads and --rounds must be at least 1");
     }
-    let run = measure(&args)?;
     let json = args
         .json
         .clone()
@@ -254,17 +268,34 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(dir) = json.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let text = serde_json::to_string_pretty(&run).context("encoding the results")?;
-    std::fs::write(&json, text).with_context(|| format!("writing {}", json.display()))?;
+    let run = measure(&args, &json)?;
     eprintln!("raw results: {}", json.display());
     print_summary(&run);
     if args.no_publish {
         return Ok(());
     }
-    let column = run.column();
-    merged.retain(|r| r.column() != column);
     merged.insert(0, run);
     publish(&args, merged)
+}
+
+/// Where the saved runs of other machines live: `xtask/bench/results/`.
+pub fn saved_results_dir() -> PathBuf {
+    paths::root().join("xtask").join("bench").join("results")
+}
+
+/// The saved runs, in file name order (none when the directory does not exist).
+fn saved_runs() -> Result<Vec<BenchRun>> {
+    let dir = saved_results_dir();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files.iter().map(|f| read_run(f)).collect()
 }
 
 fn read_run(path: &Path) -> Result<BenchRun> {
@@ -286,9 +317,18 @@ fn read_run(path: &Path) -> Result<BenchRun> {
 const PREAMBLE: &str = "\
 What `cargo xtask bench` measures, per model (batch 1; BERT-base at sequence lengths 32 and 128, ViT-B/16 at 224x224; random weights, generated inputs): the original model in ONNX Runtime with its graph optimizations disabled and all on; ONNX Runtime's Python transformers optimizer (the peer, `--opt_level 0`) and transfuse (all fusions, and all but attention), each followed by ONNX Runtime with all optimizations on; and OpenVINO on the original model where it installs. All configurations of a case run interleaved, one run each per round in rotating order, after warm-up runs; the tables give the median and the minimum, and ratios are taken per round, so a slow phase of a shared machine hits both sides of a ratio. PyTorch, BetterTransformer and TensorRT rows of the original experiment cannot run here and are left out.
 
-Reproduce: `cargo xtask bench` (this machine's run at 2 threads; it creates the Python virtual environment for the peer and OpenVINO under `target/bench/venv` and materializes the models), and on a machine with many cores and a GPU `xtask bench --threads 16 --no-publish` and `xtask bench --provider cuda --threads 16 --no-publish` (a binary built with `--features cuda`, ONNX Runtime's CUDA build in `ORT_DYLIB_PATH`), then `cargo xtask bench --render-only --merge <the JSON files>`.";
+Reproduce: `cargo xtask bench` (this machine's run at 2 threads; it creates the Python virtual environment for the peer and OpenVINO under `target/bench/venv` and materializes the models), and on a machine with many cores and a GPU `xtask bench --threads 16 --no-publish` and `xtask bench --provider cuda --threads 16 --no-publish` (a binary built with `--features cuda`, ONNX Runtime's CUDA build in `ORT_DYLIB_PATH`), whose JSON files, copied into `xtask/bench/results/`, are added as columns whenever the page is published (`cargo xtask bench --render-only` publishes them with no new measurement).";
 
-fn publish(args: &Args, mut runs: Vec<BenchRun>) -> Result<()> {
+/// Writes the page and chart of `runs`; of several runs with the same column heading, the
+/// first one given is kept (this run before --merge files before saved ones).
+fn publish(args: &Args, runs: Vec<BenchRun>) -> Result<()> {
+    let mut kept: Vec<BenchRun> = Vec::new();
+    for run in runs {
+        if !kept.iter().any(|k| k.column() == run.column()) {
+            kept.push(run);
+        }
+    }
+    let mut runs = kept;
     runs.sort_by_key(|r| (r.provider != "cpu", r.threads));
     let markdown = args
         .markdown
@@ -323,7 +363,15 @@ fn publish(args: &Args, mut runs: Vec<BenchRun>) -> Result<()> {
     Ok(())
 }
 
-fn measure(args: &Args) -> Result<BenchRun> {
+/// Writes `run` as pretty JSON to `path`.
+fn save_run(run: &BenchRun, path: &Path) -> Result<()> {
+    let text = serde_json::to_string_pretty(run).context("encoding the results")?;
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Measures every model, saving the results to `json` after each model (so a run cut short
+/// keeps what it finished) and at the end.
+fn measure(args: &Args, json: &Path) -> Result<BenchRun> {
     let started = Instant::now();
     let started_utc = system::utc_now();
     let mut machine = system::machine();
@@ -423,7 +471,23 @@ fn measure(args: &Args) -> Result<BenchRun> {
         .work_dir
         .clone()
         .unwrap_or_else(|| paths::target_dir().join("bench"));
-    let mut model_results = Vec::new();
+    let mut run = BenchRun {
+        schema: SCHEMA,
+        started_utc,
+        duration_s: 0.0,
+        machine,
+        ort_version: runtime.version().unwrap_or_else(|| "unknown".into()),
+        ort_build: runtime.build_info().to_string(),
+        provider: args.provider.name(),
+        threads: args.threads,
+        rounds: args.rounds,
+        warmup: args.warmup,
+        peer: peer_tool,
+        openvino: openvino_tool,
+        models: Vec::new(),
+        notes,
+    };
+    let base_notes = run.notes.clone();
     for spec in &specs {
         let model =
             Model::load(&spec.path).with_context(|| format!("loading {}", spec.path.display()))?;
@@ -502,33 +566,30 @@ fn measure(args: &Args) -> Result<BenchRun> {
                 )),
             }
         }
-        model_results.push(ModelResult {
+        run.models.push(ModelResult {
             name: spec.name.clone(),
             family: if text { "text" } else { "vision" }.into(),
             nodes: model.graph.nodes.len(),
             optimizers: optimized,
             cases,
         });
+        run.notes = base_notes
+            .iter()
+            .chain(&progress.warnings)
+            .cloned()
+            .collect();
+        run.duration_s = started.elapsed().as_secs_f64();
+        run.machine.load_end = system::load_average();
+        if let Err(e) = save_run(&run, json) {
+            progress.warn(format!("{e:#}"));
+        }
     }
     progress.bar.finish_and_clear();
-    notes.extend(progress.warnings);
-    machine.load_end = system::load_average();
-    Ok(BenchRun {
-        schema: SCHEMA,
-        started_utc,
-        duration_s: started.elapsed().as_secs_f64(),
-        machine,
-        ort_version: runtime.version().unwrap_or_else(|| "unknown".into()),
-        ort_build: runtime.build_info().to_string(),
-        provider: args.provider.name(),
-        threads: args.threads,
-        rounds: args.rounds,
-        warmup: args.warmup,
-        peer: peer_tool,
-        openvino: openvino_tool,
-        models: model_results,
-        notes,
-    })
+    run.notes = base_notes.into_iter().chain(progress.warnings).collect();
+    run.duration_s = started.elapsed().as_secs_f64();
+    run.machine.load_end = system::load_average();
+    save_run(&run, json)?;
+    Ok(run)
 }
 
 /// A short plain-text summary on stdout.

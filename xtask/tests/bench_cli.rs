@@ -30,7 +30,7 @@ fn bench_measures_publishes_and_merges() {
             "--no-openvino",
             "--profile",
         ])
-        .args(["--profile-runs", "2", "--gap-ms", "0"])
+        .args(["--profile-runs", "2", "--gap-ms", "0", "--no-saved"])
         .arg("--work-dir")
         .arg(dir.path().join("work"))
         .arg("--json")
@@ -124,7 +124,7 @@ fn bench_measures_publishes_and_merges() {
     // Publishing from saved results alone.
     let again = dir.path().join("again.md");
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["bench", "--render-only", "--merge"])
+        .args(["bench", "--render-only", "--no-saved", "--merge"])
         .arg(&json)
         .arg("--markdown")
         .arg(&again)
@@ -150,7 +150,13 @@ fn bench_measures_publishes_and_merges() {
 #[test]
 fn bad_arguments_are_one_line_errors() {
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["bench", "--render-only"])
+        .args([
+            "bench",
+            "--render-only",
+            "--no-saved",
+            "--markdown",
+            "/nonexistent/page.md",
+        ])
         .output()
         .expect("run xtask");
     assert!(!output.status.success());
