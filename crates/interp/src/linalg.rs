@@ -1,6 +1,10 @@
-//! Matrix products: one GEMM entry point (ndarray's `general_mat_mul`, which uses the
-//! `matrixmultiply` kernels for f32/f64) split over rayon's threads, and numpy-style
-//! batched matmul on top of it.
+//! Matrix products: one GEMM entry point and numpy-style batched matmul on top of it.
+//!
+//! f32/f64 products go through the `gemm` crate (AVX-512, AVX2 or FMA kernels picked at
+//! run time, threaded on rayon's pool); integer products through ndarray's
+//! `general_mat_mul`.
+
+use std::any::TypeId;
 
 use ndarray::{
     ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, IxDyn, LinalgScalar,
@@ -11,54 +15,107 @@ use rayon::prelude::*;
 use crate::broadcast::broadcast_shapes;
 use crate::error::{OpError, OpResult};
 
-/// Multiply-adds from which one GEMM is split over threads.
-const PARALLEL_FLOPS: usize = 1 << 21;
-/// The narrowest column (or row) block a split GEMM hands one task.
-const MIN_BLOCK: usize = 64;
+/// Multiply-adds from which one GEMM is threaded.
+const PARALLEL_FLOPS: usize = 1 << 20;
 
-/// `c = alpha * a·b + beta * c`.
-///
-/// Splits large products into column (or row) blocks run on rayon's pool, unless already
-/// on a rayon worker (then the caller parallelizes at a coarser level).
+/// `c = alpha * a·b + beta * c`, threaded for large products unless already running on a
+/// rayon worker (then the caller parallelizes at a coarser level).
 pub(crate) fn gemm<T>(
     alpha: T,
     a: ArrayView2<'_, T>,
     b: ArrayView2<'_, T>,
     beta: T,
-    mut c: ArrayViewMut2<'_, T>,
+    c: ArrayViewMut2<'_, T>,
 ) where
     T: LinalgScalar + Send + Sync,
 {
     let (m, k) = a.dim();
     let n = b.dim().1;
-    let threads = rayon::current_num_threads();
     let big = m.saturating_mul(n).saturating_mul(k) >= PARALLEL_FLOPS;
-    if !big || threads < 2 || rayon::current_thread_index().is_some() {
+    let parallel =
+        big && rayon::current_num_threads() > 1 && rayon::current_thread_index().is_none();
+    gemm_with(alpha, a, b, beta, c, parallel);
+}
+
+/// [`gemm`] on the calling thread only.
+pub(crate) fn gemm_serial<T>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    c: ArrayViewMut2<'_, T>,
+) where
+    T: LinalgScalar + Send + Sync,
+{
+    gemm_with(alpha, a, b, beta, c, false);
+}
+
+fn gemm_with<T>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    mut c: ArrayViewMut2<'_, T>,
+    parallel: bool,
+) where
+    T: LinalgScalar + Send + Sync,
+{
+    let (m, k) = a.dim();
+    let (k2, n) = b.dim();
+    // Callers check shapes; a mismatch here would be a bug, so compute nothing rather than
+    // read out of bounds.
+    if k != k2 || c.dim() != (m, n) || m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if beta.is_zero() {
+            c.fill(T::zero());
+        } else {
+            c.mapv_inplace(|x| x * beta);
+        }
+        return;
+    }
+    let is_float =
+        TypeId::of::<T>() == TypeId::of::<f32>() || TypeId::of::<T>() == TypeId::of::<f64>();
+    if !is_float {
         general_mat_mul(alpha, &a, &b, beta, &mut c);
         return;
     }
-    // Two blocks per thread balance cores that are shared with other work.
-    let wanted = 2 * threads;
-    if n >= m && n >= 2 * MIN_BLOCK {
-        let block = n.div_ceil(wanted.min(n / MIN_BLOCK));
-        let pairs: Vec<_> = c
-            .axis_chunks_iter_mut(Axis(1), block)
-            .zip(b.axis_chunks_iter(Axis(1), block))
-            .collect();
-        pairs
-            .into_par_iter()
-            .for_each(|(mut cb, bb)| general_mat_mul(alpha, &a, &bb, beta, &mut cb));
-    } else if m >= 2 * MIN_BLOCK {
-        let block = m.div_ceil(wanted.min(m / MIN_BLOCK));
-        let pairs: Vec<_> = c
-            .axis_chunks_iter_mut(Axis(0), block)
-            .zip(a.axis_chunks_iter(Axis(0), block))
-            .collect();
-        pairs
-            .into_par_iter()
-            .for_each(|(mut cb, ab)| general_mat_mul(alpha, &ab, &b, beta, &mut cb));
+    let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
+    let (b_rs, b_cs) = (b.strides()[0], b.strides()[1]);
+    let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(0)
     } else {
-        general_mat_mul(alpha, &a, &b, beta, &mut c);
+        gemm::Parallelism::None
+    };
+    // SAFETY: the three views describe valid elements at every (row, col) within their dims
+    // at the given strides (ndarray's view invariant), the dims agree (checked above), `c`
+    // is a unique borrow so it overlaps neither input, and T is f32 or f64, the types the
+    // `gemm` crate dispatches on. `gemm` computes dst = alpha_g·dst + beta_g·lhs·rhs, reading
+    // dst only when `read_dst`; hence the swapped scalars.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            c_cs,
+            c_rs,
+            !beta.is_zero(),
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            parallelism,
+        );
     }
 }
 
@@ -143,10 +200,10 @@ where
             .view_mut()
             .into_shape_with_order((batch_count, m, n))
             .map_err(|e| OpError::shape(e.to_string()))?;
-        let work = |(i, mut c): (usize, ArrayViewMut2<'_, T>)| -> OpResult<()> {
+        let work = |(i, c): (usize, ArrayViewMut2<'_, T>)| -> OpResult<()> {
             let a2 = batch_item(&a_full, &batch, i)?;
             let b2 = batch_item(&b_full, &batch, i)?;
-            general_mat_mul(T::one(), &a2, &b2, T::zero(), &mut c);
+            gemm_serial(T::one(), a2, b2, T::zero(), c);
             Ok(())
         };
         let per_item = m.saturating_mul(n).saturating_mul(k);
