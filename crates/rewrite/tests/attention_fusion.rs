@@ -206,6 +206,13 @@ fn does_not_fire_when_conditions_fail() {
             },
         ),
         (
+            "a zero scale (ONNX Runtime would use 1/sqrt(d))",
+            AttentionOptions {
+                scale: ScaleForm::Zero,
+                ..Default::default()
+            },
+        ),
+        (
             "softmax over the query axis",
             AttentionOptions {
                 softmax_axis: 2,

@@ -249,6 +249,9 @@ pub enum ScaleForm {
     BothSides,
     /// A per-head `[1, N, 1, 1]` vector: not a single scale, must not fuse.
     PerHeadVector,
+    /// `Mul(MatMul(Q, Kᵀ), 0)`: ONNX Runtime reads a zero `scale` as the default, must not
+    /// fuse.
+    Zero,
 }
 
 /// How the synthetic attention layer masks padded keys.
@@ -416,6 +419,11 @@ pub fn bert_attention_layer(opts: AttentionOptions) -> Model {
             let qs = b.op("Mul", &[&q, &cq], vec![]);
             let ks = b.op("Mul", &[&kt, &ck], vec![]);
             b.op("MatMul", &[&qs, &ks], vec![])
+        }
+        ScaleForm::Zero => {
+            let qk = b.op("MatMul", &[&q, &kt], vec![]);
+            let c = b.const_scalar_f32(0.0);
+            b.op("Mul", &[&qk, &c], vec![])
         }
         ScaleForm::PerHeadVector => {
             let qk = b.op("MatMul", &[&q, &kt], vec![]);

@@ -424,6 +424,10 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
         return None;
     }
     let core = find_core(eg, m.root, m.get("?ctx_t")?)?;
+    // ONNX Runtime reads `scale = 0` as "use the default 1/sqrt(d)": such a graph cannot map.
+    if core.scale == 0.0 || !core.scale.is_finite() {
+        return None;
+    }
     let scale = AttrVal::Float(F32Bits::new(core.scale));
     let heads = AttrVal::Int(core.heads);
     let with_bias = |eg: &mut EGraph, mut inputs: Vec<Id>, bias: Option<Id>| {
