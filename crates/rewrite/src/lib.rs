@@ -70,6 +70,7 @@ use egg::{Language, Runner, SimpleScheduler};
 use transfuse_ir::Model;
 
 pub use analysis::{ClassData, EGraph, OnnxAnalysis, ValueFacts};
+pub use egg::Id;
 pub use error::RewriteError;
 pub use fusions::{FUSIONS, Fusion};
 pub use lang::{AttrVal, INTERNAL_DOMAIN, Onnx, OpNode, TensorId};

@@ -70,7 +70,6 @@ fn erf_gelu_forms_fuse_to_bias_gelu_and_match() {
 }
 
 #[test]
-#[ignore = "transfuse-interp does not implement com.microsoft Gelu/BiasGelu yet"]
 fn erf_gelu_forms_compute_the_same() {
     for form in ["div", "mul", "outer"] {
         let model = erf_gelu_model(form, SQRT2, 0.5);
@@ -140,4 +139,100 @@ fn onnx_gelu_tanh_becomes_fast_gelu_never_bias_gelu() {
         .find(|n| n.op_type == "FastGelu")
         .unwrap();
     assert_eq!(fast.inputs.len(), 2, "bias folded into FastGelu");
+}
+
+/// `0.5 * h * (1 + tanh(sqrt(2/pi) * (h + 0.044715 * h^3)))` after `MatMul + bias`;
+/// `cube` spells h^3 as `Pow` or as products; `k` is the sqrt(2/pi) constant used.
+fn tanh_gelu_model(cube_by_pow: bool, k: f32) -> Model {
+    let mut b = Builder::new(14);
+    let x = b.input("x", &["batch", "8"]);
+    let w = b.random(&[8, 8], 6);
+    let bias = b.random(&[8], 7);
+    let mm = b.op("MatMul", &[&x, &w]);
+    let h = b.op("Add", &[&mm, &bias]);
+    let cube = if cube_by_pow {
+        let three = b.scalar(3.0);
+        b.op("Pow", &[&h, &three])
+    } else {
+        let sq = b.op("Mul", &[&h, &h]);
+        b.op("Mul", &[&h, &sq])
+    };
+    let c = b.scalar(0.044715);
+    let t = b.op("Mul", &[&c, &cube]);
+    let inner = b.op("Add", &[&h, &t]);
+    let kc = b.scalar(k);
+    let arg = b.op("Mul", &[&kc, &inner]);
+    let th = b.op("Tanh", &[&arg]);
+    let one = b.scalar(1.0);
+    let a = b.op("Add", &[&one, &th]);
+    let half = b.scalar(0.5);
+    let hh = b.op("Mul", &[&half, &h]);
+    let y = b.op("Mul", &[&hh, &a]);
+    b.output(&y);
+    b.build()
+}
+
+#[test]
+fn tanh_gelu_becomes_fast_gelu_with_bias_and_matches() {
+    for by_pow in [true, false] {
+        let model = tanh_gelu_model(by_pow, 0.797_884_6);
+        let (fused, report) = run_with(&model, "all");
+        assert_eq!(count(&fused, "FastGelu"), 1, "{report:?}");
+        assert_eq!(count(&fused, "BiasGelu") + count(&fused, "Gelu"), 0);
+        assert_eq!(fused.graph.nodes.len(), 2, "MatMul + FastGelu(bias)");
+        let inputs = random_inputs(&model, &[("batch", 3)], 9);
+        let d = max_diff(&model, &fused, &inputs);
+        assert!(d < 1e-5, "max diff {d}");
+    }
+}
+
+#[test]
+fn tanh_gelu_with_wrong_constant_is_left_alone() {
+    let model = tanh_gelu_model(true, 0.7);
+    let (fused, _) = run_with(&model, "all");
+    assert_eq!(count(&fused, "FastGelu"), 0);
+    assert_eq!(count(&fused, "Tanh"), 1);
+}
+
+fn quick_gelu_model(alpha: f32, sigmoid_first: bool) -> Model {
+    let mut b = Builder::new(14);
+    let x = b.input("x", &["batch", "8"]);
+    let a = b.scalar(alpha);
+    let t = b.op("Mul", &[&x, &a]);
+    let s = b.op("Sigmoid", &[&t]);
+    let y = if sigmoid_first {
+        b.op("Mul", &[&s, &x])
+    } else {
+        b.op("Mul", &[&x, &s])
+    };
+    b.output(&y);
+    b.build()
+}
+
+#[test]
+fn quick_gelu_fuses_with_its_alpha_and_matches() {
+    for (alpha, first) in [(1.702, false), (1.702, true), (1.0, false)] {
+        let model = quick_gelu_model(alpha, first);
+        let (fused, _) = run_with(&model, "all");
+        assert_eq!(fused.graph.nodes.len(), 1);
+        let q = &fused.graph.nodes[0];
+        assert_eq!(q.op_type, "QuickGelu");
+        assert_eq!(q.attr_float("alpha"), Some(alpha));
+        let inputs = random_inputs(&model, &[("batch", 3)], 13);
+        assert!(max_diff(&model, &fused, &inputs) < 1e-5);
+    }
+}
+
+#[test]
+fn sigmoid_of_another_value_is_not_quick_gelu() {
+    let mut b = Builder::new(14);
+    let x = b.input("x", &["batch", "8"]);
+    let z = b.input("z", &["batch", "8"]);
+    let s = b.op("Sigmoid", &[&z]);
+    let y = b.op("Mul", &[&x, &s]);
+    b.output(&y);
+    let model = b.build();
+    let (fused, _) = run_with(&model, "all");
+    assert_eq!(count(&fused, "QuickGelu"), 0);
+    assert_eq!(count(&fused, "Sigmoid"), 1);
 }
