@@ -684,12 +684,14 @@ fn slice_len(len: i64, start: i64, end: i64, step: i64) -> Option<(i64, i64)> {
             clampv(norm(end), -1, len - 1),
         )
     };
+    // i128: steps and bounds may be near the i64 limits (exporters write i64::MAX ends).
+    let (s128, e128, step128) = (i128::from(s), i128::from(e), i128::from(step));
     let count = if step > 0 {
-        (e - s + step - 1) / step
+        (e128 - s128 + step128 - 1) / step128
     } else {
-        (s - e + (-step) - 1) / (-step)
+        (s128 - e128 - step128 - 1) / -step128
     };
-    Some((s, count.max(0)))
+    Some((s, i64::try_from(count.max(0)).ok()?))
 }
 
 /// For `Slice(x, starts=0, ends=[n], axes, steps=1)` with a symbolic `n`: `(axis, n)`.
@@ -754,7 +756,7 @@ fn range_len(inputs: &[&ClassData]) -> Option<SymDim> {
                 if d == 0 {
                     return None;
                 }
-                let n = ((l - s) as f64 / d as f64).ceil().max(0.0) as i64;
+                let n = ((l as f64 - s as f64) / d as f64).ceil().max(0.0) as i64;
                 return Some(SymDim::known(n));
             }
             // range(0, n, 1) has n elements.
@@ -888,7 +890,10 @@ fn unary_scalar(op: &str, dtype: Option<DataType>, x: &Scalar) -> Option<Scalar>
         ("Exp", Scalar::Float(v)) => f(v.exp()),
         ("Log", Scalar::Float(v)) => f(v.ln()),
         ("Abs", Scalar::Float(v)) => f(v.abs()),
-        ("Abs", Scalar::Int(d)) => d.as_known().map(|v| Scalar::Int(SymDim::known(v.abs()))),
+        ("Abs", Scalar::Int(d)) => d
+            .as_known()?
+            .checked_abs()
+            .map(|v| Scalar::Int(SymDim::known(v))),
         ("Erf", Scalar::Float(_)) => None,
         ("Tanh", Scalar::Float(v)) => f(v.tanh()),
         ("Sigmoid", Scalar::Float(v)) => f(1.0 / (1.0 + (-v).exp())),
@@ -932,7 +937,7 @@ pub fn binary_scalar(op: &str, dtype: Option<DataType>, a: &Scalar, b: &Scalar) 
             "Mul" => x.mul(y).map(Scalar::Int),
             "Div" => match (x.as_known(), y.as_known()) {
                 // Integer division truncates toward zero (C semantics, as runtimes do).
-                (Some(p), Some(q)) if q != 0 => Some(Scalar::Int(SymDim::known(p / q))),
+                (Some(p), Some(q)) => p.checked_div(q).map(|v| Scalar::Int(SymDim::known(v))),
                 _ => x.div_exact(y).map(Scalar::Int),
             },
             "Max" => Some(Scalar::Int(SymDim::known(x.as_known()?.max(y.as_known()?)))),
@@ -943,7 +948,7 @@ pub fn binary_scalar(op: &str, dtype: Option<DataType>, a: &Scalar, b: &Scalar) 
                 if q == 0 {
                     return None;
                 }
-                let r = p % q;
+                let r = p.checked_rem(q)?;
                 Some(Scalar::Int(SymDim::known(
                     if r != 0 && ((r < 0) != (q < 0)) {
                         r + q

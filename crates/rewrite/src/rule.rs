@@ -222,7 +222,8 @@ pub fn is_channel_vector(eg: &EGraph, v: Id, x: Id) -> bool {
         && dtype(eg, v) == dtype(eg, x)
 }
 
-/// The operator e-nodes in class `id` with op type `op` in `domain` (`""` for ONNX).
+/// The operator e-nodes in class `id` with op type `op` in `domain` (`""` for ONNX) that have
+/// at least one input (so `children[0]` exists; check the length before reading more).
 pub fn ops<'a>(
     eg: &'a EGraph,
     id: Id,
@@ -230,7 +231,15 @@ pub fn ops<'a>(
     op: &'a str,
 ) -> impl Iterator<Item = (&'a OpNode, &'a [Id])> + 'a {
     eg[id].nodes.iter().filter_map(move |n| match n {
-        Onnx::Op(d, c) if d.is(domain, op) => Some((d, c.as_slice())),
+        Onnx::Op(d, c) if d.is(domain, op) && !c.is_empty() => Some((d, c.as_slice())),
+        _ => None,
+    })
+}
+
+/// The operands of the two-input ONNX `op` e-nodes in class `id` (`Add`, `Mul`, `Sub`, ...).
+pub fn binary<'a>(eg: &'a EGraph, id: Id, op: &'a str) -> impl Iterator<Item = (Id, Id)> + 'a {
+    ops(eg, id, "", op).filter_map(|(_, c)| match c {
+        [a, b] => Some((*a, *b)),
         _ => None,
     })
 }

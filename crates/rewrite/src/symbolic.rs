@@ -74,7 +74,7 @@ impl SymDim {
 
     /// Exact quotient: `None` unless `other` divides `self` as a monomial.
     pub fn div_exact(&self, other: &SymDim) -> Option<SymDim> {
-        if other.coef == 0 || self.coef % other.coef != 0 {
+        if self.coef.checked_rem(other.coef)? != 0 {
             return None;
         }
         let mut syms = self.syms.clone();
@@ -83,7 +83,7 @@ impl SymDim {
             syms.remove(pos);
         }
         Some(SymDim {
-            coef: self.coef / other.coef,
+            coef: self.coef.checked_div(other.coef)?,
             syms,
         })
     }

@@ -266,3 +266,75 @@ fn skeleton_weights_without_data_do_not_break_analysis() {
     let (fused, _) = run_with(&model, "all");
     assert_eq!(fused.graph.nodes.len(), 1);
 }
+
+#[test]
+fn malformed_but_loadable_graphs_do_not_panic() {
+    // Wrong arities, degenerate shape arithmetic and overflowing constants: the optimizer
+    // may leave them alone or fail with an error, but must not panic.
+    let mut b = Builder::new(18);
+    let x = b.input("x", &["batch", "seq", "8"]);
+    let one_input_ops = [
+        "Sub",
+        "Pow",
+        "Mul",
+        "Add",
+        "Div",
+        "LayerNormalization",
+        "Gelu",
+        "Sigmoid",
+    ];
+    let mut outs = Vec::new();
+    for op in one_input_ops {
+        outs.push(b.op(op, &[&x]));
+    }
+    outs.push(b.op("ReduceMean", &[]));
+    let min = {
+        let name = "int_min".to_string();
+        b.graph
+            .add_initializer(Tensor::from_i64(&name, vec![1], &[i64::MIN]));
+        name
+    };
+    let minus_one = {
+        let name = "minus_one".to_string();
+        b.graph
+            .add_initializer(Tensor::from_i64(&name, vec![1], &[-1]));
+        name
+    };
+    let zero = {
+        let name = "zero".to_string();
+        b.graph
+            .add_initializer(Tensor::from_i64(&name, vec![], &[0]));
+        name
+    };
+    outs.push(b.op("Div", &[&min, &minus_one]));
+    outs.push(b.op("Mod", &[&min, &minus_one]));
+    outs.push(b.op("Range", &[&zero, &min, &zero]));
+    outs.push(b.op("Slice", &[&x, &min, &min, &zero, &zero]));
+    outs.push(b.op("Reshape", &[&x, &min]));
+    let shape = b.op("Shape", &[&x]);
+    outs.push(b.op("Reshape", &[&x, &shape]));
+    outs.push(b.op_attrs(
+        "Transpose",
+        &[&x],
+        vec![("perm", AttrValue::Ints(vec![5, -3]))],
+    ));
+    outs.push(b.op_attrs("Unsqueeze", &[&x, &min], vec![]));
+    outs.push(b.op_attrs(
+        "Concat",
+        &[&x, &shape],
+        vec![("axis", AttrValue::Int(i64::MAX))],
+    ));
+    for o in &outs {
+        b.output(o);
+    }
+    let model = b.build();
+    for fusions in ["all", "none"] {
+        let options = OptimizeOptions {
+            fusions: fusions.parse().unwrap(),
+            ..OptimizeOptions::default()
+        };
+        if let Ok((fused, _)) = optimize(&model, &options) {
+            assert_eq!(fused.graph.outputs.len(), outs.len());
+        }
+    }
+}

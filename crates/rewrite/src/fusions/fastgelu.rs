@@ -12,7 +12,7 @@ use crate::analysis::EGraph;
 use crate::error::RewriteError;
 use crate::lang::OpNode;
 use crate::rule::{
-    Match, Rewrite, add_op, has_matmul, is_channel_vector, is_float, near, ops, rule, same,
+    Match, Rewrite, add_op, binary, has_matmul, is_channel_vector, is_float, near, ops, rule, same,
     same_shape, scalar, scalar_near, scaled_terms,
 };
 
@@ -24,16 +24,15 @@ const CUBIC: f64 = 0.044715;
 
 /// True when class `id` is `x * x`.
 fn is_square(eg: &EGraph, id: Id, x: Id) -> bool {
-    ops(eg, id, "", "Mul").any(|(_, c)| same(eg, c[0], x) && same(eg, c[1], x))
-        || ops(eg, id, "", "Pow").any(|(_, c)| same(eg, c[0], x) && scalar(eg, c[1]) == Some(2.0))
+    binary(eg, id, "Mul").any(|(a, b)| same(eg, a, x) && same(eg, b, x))
+        || binary(eg, id, "Pow").any(|(a, e)| same(eg, a, x) && scalar(eg, e) == Some(2.0))
 }
 
 /// True when class `id` is `x^3`.
 fn is_cube(eg: &EGraph, id: Id, x: Id) -> bool {
-    ops(eg, id, "", "Pow").any(|(_, c)| same(eg, c[0], x) && scalar(eg, c[1]) == Some(3.0))
-        || ops(eg, id, "", "Mul").any(|(_, c)| {
-            (same(eg, c[0], x) && is_square(eg, c[1], x))
-                || (same(eg, c[1], x) && is_square(eg, c[0], x))
+    binary(eg, id, "Pow").any(|(a, e)| same(eg, a, x) && scalar(eg, e) == Some(3.0))
+        || binary(eg, id, "Mul").any(|(a, b)| {
+            (same(eg, a, x) && is_square(eg, b, x)) || (same(eg, b, x) && is_square(eg, a, x))
         })
 }
 
@@ -41,13 +40,13 @@ fn is_cube(eg: &EGraph, id: Id, x: Id) -> bool {
 fn is_tanh_argument(eg: &EGraph, t: Id, x: Id) -> bool {
     scaled_terms(eg, t).into_iter().any(|(inner, k)| {
         near(k, SQRT_2_OVER_PI, REL)
-            && ops(eg, inner, "", "Add").any(|(_, c)| {
+            && binary(eg, inner, "Add").any(|(a, b)| {
                 let cubic_term = |w: Id| {
                     scaled_terms(eg, w)
                         .into_iter()
                         .any(|(cube, k)| near(k, CUBIC, REL) && is_cube(eg, cube, x))
                 };
-                (same(eg, c[0], x) && cubic_term(c[1])) || (same(eg, c[1], x) && cubic_term(c[0]))
+                (same(eg, a, x) && cubic_term(b)) || (same(eg, b, x) && cubic_term(a))
             })
     })
 }

@@ -13,7 +13,7 @@ use crate::analysis::EGraph;
 use crate::error::RewriteError;
 use crate::lang::{AttrVal, F32Bits, OpNode};
 use crate::rule::{
-    Match, Rewrite, add_f32, add_op, data, is_channel_vector, is_float, last_dim, ops,
+    Match, Rewrite, add_f32, add_op, binary, data, is_channel_vector, is_float, last_dim, ops,
     reduces_last_axis_keepdims, rule, same, same_shape, scalar,
 };
 
@@ -25,9 +25,9 @@ fn mean_of_last_axis(eg: &EGraph, m: Id, x: Id) -> bool {
 
 /// `x` when class `d` holds `Sub(x, mean(x))`.
 fn centered_input(eg: &EGraph, d: Id) -> Option<Id> {
-    ops(eg, d, "", "Sub")
-        .find(|(_, c)| mean_of_last_axis(eg, c[1], c[0]))
-        .map(|(_, c)| c[0])
+    binary(eg, d, "Sub")
+        .find(|&(x, m)| mean_of_last_axis(eg, m, x))
+        .map(|(x, _)| x)
 }
 
 /// True when class `var` holds `mean(d^2)` over the last axis.
@@ -35,8 +35,8 @@ fn variance_of(eg: &EGraph, var: Id, d: Id) -> bool {
     ops(eg, var, "", "ReduceMean").any(|(n, c)| {
         reduces_last_axis_keepdims(eg, n, c) && {
             let sq = c[0];
-            ops(eg, sq, "", "Pow").any(|(_, p)| same(eg, p[0], d) && scalar(eg, p[1]) == Some(2.0))
-                || ops(eg, sq, "", "Mul").any(|(_, p)| same(eg, p[0], d) && same(eg, p[1], d))
+            binary(eg, sq, "Pow").any(|(a, e)| same(eg, a, d) && scalar(eg, e) == Some(2.0))
+                || binary(eg, sq, "Mul").any(|(a, b)| same(eg, a, d) && same(eg, b, d))
         }
     })
 }
@@ -107,29 +107,27 @@ fn fold_bias(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
 fn tensorflow(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     let (x, s, beta, ms) = (m.get("?x")?, m.get("?s")?, m.get("?beta")?, m.get("?ms")?);
     // ms = mean * s (either order), mean = ReduceMean(x)
-    let mean = ops(eg, ms, "", "Mul").find_map(|(_, c)| {
-        if same(eg, c[1], s) && mean_of_last_axis(eg, c[0], x) {
-            Some(c[0])
-        } else if same(eg, c[0], s) && mean_of_last_axis(eg, c[1], x) {
-            Some(c[1])
+    let mean = binary(eg, ms, "Mul").find_map(|(a, b)| {
+        if same(eg, b, s) && mean_of_last_axis(eg, a, x) {
+            Some(a)
+        } else if same(eg, a, s) && mean_of_last_axis(eg, b, x) {
+            Some(b)
         } else {
             None
         }
     })?;
     // s = rstd * gamma, rstd = Reciprocal(Sqrt(var + eps)), var = mean((x - mean)^2)
-    let found = ops(eg, s, "", "Mul").find_map(|(_, c)| {
-        let (rstd, gamma) = (c[0], c[1]);
+    let found = binary(eg, s, "Mul").find_map(|(rstd, gamma)| {
         ops(eg, rstd, "", "Reciprocal").find_map(|(_, r)| {
             ops(eg, r[0], "", "Sqrt").find_map(|(_, q)| {
-                ops(eg, q[0], "", "Add").find_map(|(_, a)| {
-                    let eps = epsilon(eg, a[1])?;
-                    let var = a[0];
+                binary(eg, q[0], "Add").find_map(|(var, eps)| {
+                    let eps = epsilon(eg, eps)?;
                     let centered = ops(eg, var, "", "ReduceMean").find_map(|(_, v)| {
                         ops(eg, v[0], "", "Mul")
                             .chain(ops(eg, v[0], "", "Pow"))
                             .find_map(|(_, p)| {
-                                ops(eg, p[0], "", "Sub")
-                                    .any(|(_, sub)| same(eg, sub[0], x) && same(eg, sub[1], mean))
+                                binary(eg, p[0], "Sub")
+                                    .any(|(a, b)| same(eg, a, x) && same(eg, b, mean))
                                     .then_some(p[0])
                             })
                     })?;

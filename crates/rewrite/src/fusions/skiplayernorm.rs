@@ -14,8 +14,8 @@ use crate::analysis::EGraph;
 use crate::error::RewriteError;
 use crate::lang::{AttrVal, F32Bits, Onnx, OpNode};
 use crate::rule::{
-    Match, Rewrite, absent, add_op, has_matmul, is_channel_vector, is_const, is_float, ops, rule,
-    same, same_shape, shape,
+    Match, Rewrite, absent, add_op, binary, has_matmul, is_channel_vector, is_const, is_float, ops,
+    rule, same, same_shape, shape,
 };
 
 const MS: &str = transfuse_ir::MS_DOMAIN;
@@ -47,9 +47,10 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
             -1 => true,
             axis => shape(eg, c[0]).is_some_and(|s| axis == s.len() as i64 - 1),
         };
-        let same_inputs =
-            same(eg, c[1], g) && beta.is_none_or(|bt| c.get(2).is_some_and(|&x| same(eg, x, bt)));
-        let sum_of = ops(eg, c[0], "", "Add").any(|(_, s)| same(eg, s[0], a) && same(eg, s[1], b));
+        let same_inputs = c.len() >= 2
+            && same(eg, c[1], g)
+            && beta.is_none_or(|bt| c.get(2).is_some_and(|&x| same(eg, x, bt)));
+        let sum_of = binary(eg, c[0], "Add").any(|(x, y)| same(eg, x, a) && same(eg, y, b));
         (axis_last
             && n.outputs == 1
             && same_inputs

@@ -1,0 +1,89 @@
+//! `cargo xtask optimize`: the fused model, the JSON report, the Graphviz view, and no output
+//! at all when the run fails.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use transfuse_ir::Model;
+
+fn tiny(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/models/tiny")
+        .join(name)
+}
+
+#[test]
+fn optimize_writes_model_report_and_dot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, report, dot) = (
+        dir.path().join("m.onnx"),
+        dir.path().join("r.json"),
+        dir.path().join("g.dot"),
+    );
+    let run = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "optimize",
+            "--fusions",
+            "all,-attention,-embedlayernorm",
+            "-o",
+        ])
+        .arg(&out)
+        .arg("--report")
+        .arg(&report)
+        .arg("--dot")
+        .arg(&dot)
+        .arg(tiny("bert_sdpa_ts_op17.onnx"))
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("SkipLayerNormalization") && stdout.contains("nodes 264 ->"),
+        "{stdout}"
+    );
+
+    let model = Model::load(&out).unwrap();
+    assert!(model.graph.nodes.iter().any(|n| n.op_type == "BiasGelu"));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["fused"]["SkipLayerNormalization"], 4);
+    assert_eq!(json["fused"]["BiasGelu"], 2);
+    assert_eq!(json["fused"]["Attention"], 0);
+    assert_eq!(json["nodes_before"], 264);
+    assert_eq!(json["nodes_after"], model.graph.nodes.len());
+    assert_eq!(json["egraph"]["stop_reason"], "Saturated");
+    assert!(json["rules"]["gelu-erf"].as_u64().unwrap() > 0);
+    let dot = std::fs::read_to_string(&dot).unwrap();
+    assert!(dot.starts_with("digraph") && dot.contains("SkipLayerNormalization"));
+    assert_eq!(
+        dot.matches("[label=").count() - dot.matches("fontsize").count(),
+        model.graph.nodes.len()
+    );
+}
+
+#[test]
+fn unknown_fusion_fails_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, report) = (dir.path().join("m.onnx"), dir.path().join("r.json"));
+    let run = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["optimize", "--fusions", "gelu,fancy", "-o"])
+        .arg(&out)
+        .arg("--report")
+        .arg(&report)
+        .arg(tiny("bert_sdpa_ts_op17.onnx"))
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("unknown fusion 'fancy'") && stderr.contains("layernorm"),
+        "{stderr}"
+    );
+    assert!(!out.exists() && !report.exists());
+}
