@@ -20,6 +20,8 @@ struct Form {
     exponent: f32,
     /// Scale and bias present.
     affine: bool,
+    /// Opset 18: `ReduceMean` takes its axes as a constant input.
+    axes_input: bool,
 }
 
 const HF: Form = Form {
@@ -28,12 +30,31 @@ const HF: Form = Form {
     axis: -1,
     exponent: 2.0,
     affine: true,
+    axes_input: false,
 };
 
 /// `y = LN(x)` written out, over `x: [batch, seq, 8]`, optionally after a residual add.
 fn decomposed(b: &mut Builder, x: &str, form: Form) -> String {
-    let axes = || vec![("axes", AttrValue::Ints(vec![form.axis]))];
-    let mean = b.op_attrs("ReduceMean", &[x], axes());
+    let axes_name = format!("{x}_axes");
+    if form.axes_input {
+        b.graph.add_initializer(transfuse_ir::Tensor::from_i64(
+            &axes_name,
+            vec![1],
+            &[form.axis],
+        ));
+    }
+    let reduce_mean = |b: &mut Builder, v: &str| {
+        if form.axes_input {
+            b.op("ReduceMean", &[v, &axes_name])
+        } else {
+            b.op_attrs(
+                "ReduceMean",
+                &[v],
+                vec![("axes", AttrValue::Ints(vec![form.axis]))],
+            )
+        }
+    };
+    let mean = reduce_mean(b, x);
     let d = b.op("Sub", &[x, &mean]);
     let sq = if form.mul_square {
         b.op("Mul", &[&d, &d])
@@ -41,7 +62,7 @@ fn decomposed(b: &mut Builder, x: &str, form: Form) -> String {
         let two = b.scalar(form.exponent);
         b.op("Pow", &[&d, &two])
     };
-    let var = b.op_attrs("ReduceMean", &[&sq], axes());
+    let var = reduce_mean(b, &sq);
     let eps = b.scalar(1e-5);
     let ve = b.op("Add", &[&var, &eps]);
     let s = b.op("Sqrt", &[&ve]);
@@ -61,7 +82,7 @@ fn decomposed(b: &mut Builder, x: &str, form: Form) -> String {
 }
 
 fn single(form: Form) -> Model {
-    let mut b = Builder::new(14);
+    let mut b = Builder::new(if form.axes_input { 18 } else { 14 });
     let x = b.input("x", &["batch", "seq", "8"]);
     let y = decomposed(&mut b, &x, form);
     b.output(&y);
@@ -91,6 +112,10 @@ fn decomposed_forms_fuse_and_match() {
             ..HF
         },
         Form { axis: 2, ..HF },
+        Form {
+            axes_input: true,
+            ..HF
+        },
     ];
     for (i, form) in forms.into_iter().enumerate() {
         let model = single(form);
