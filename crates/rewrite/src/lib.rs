@@ -123,6 +123,20 @@ impl CostModel {
 pub fn optimize(model: &Model, options: &OptimizeOptions) -> Result<(Model, Report), RewriteError> {
     let start = Instant::now();
     let rules = fusions::rules_for(&options.fusions)?;
+    if rules.is_empty() {
+        // No fusion selected (`--fusions none`): the model is returned exactly as loaded, not
+        // re-extracted, so "none" is a faithful baseline.
+        let report = Report {
+            model: model.graph.name.clone(),
+            nodes_before: model.graph.nodes.len(),
+            nodes_after: model.graph.nodes.len(),
+            fused: fused_counts(&model.graph),
+            optimize_ms: start.elapsed().as_secs_f64() * 1e3,
+            egraph: EGraphReport { stop_reason: "NotRun".to_string(), ..EGraphReport::default() },
+            ..Report::default()
+        };
+        return Ok((model.clone(), report));
+    }
     let (egraph, imported) = import::import(&model.graph)?;
     let limits = &options.limits;
 
