@@ -176,10 +176,14 @@ fn run() -> Result<(), String> {
     }
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
+    let mut shapes: Vec<String> = inputs
+        .iter()
+        .map(|(name, v)| format!("{name} {:?}", v.shape()))
+        .collect();
+    shapes.sort();
     println!(
-        "batch {} seq {}: {} runs, min {:.1} ms, median {:.1} ms",
-        options.batch,
-        options.seq,
+        "{}: {} runs, min {:.1} ms, median {:.1} ms",
+        shapes.join(", "),
         times.len(),
         times[0],
         median

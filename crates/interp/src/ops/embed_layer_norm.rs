@@ -196,8 +196,11 @@ impl EmbedLayerNorm {
                         "mask {shape:?} differs from input_ids {id_shape:?}"
                     )));
                 }
-                data.chunks(s.max(1))
-                    .map(|r| r.iter().filter(|&&v| v == 1).count() as i32)
+                (0..b)
+                    .map(|row| {
+                        data.get(row * s..(row + 1) * s)
+                            .map_or(0, |r| r.iter().filter(|&&v| v == 1).count() as i32)
+                    })
                     .collect()
             }
         };
