@@ -318,3 +318,25 @@ fn supported_ops_lists_the_table() {
         assert!(has("com.microsoft", name, 1), "{name}");
     }
 }
+
+#[test]
+fn one_prepared_interpreter_serves_several_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Interpreter>();
+    let model = ModelBuilder::new(13)
+        .input("x", f32s(&[2], &[0.0; 2]))
+        .node(op("Exp", &["x"], &["y"]))
+        .outputs(&["y"])
+        .model();
+    let interp = Interpreter::new(&model).unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let interp = &interp;
+            scope.spawn(move || {
+                let x = f32s(&[2], &[t as f32, 0.0]);
+                let y = interp.run(&HashMap::from([("x".to_string(), x)])).unwrap();
+                assert_close(&y["y"], &f32s(&[2], &[(t as f32).exp(), 1.0]), 1e-6);
+            });
+        }
+    });
+}
