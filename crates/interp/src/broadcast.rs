@@ -63,6 +63,7 @@ where
     F: Fn(A, B) -> O + Send + Sync,
 {
     let shape = broadcast_shapes(a.shape(), b.shape())?;
+    crate::ops::check_size(&shape)?;
     let len: usize = shape.iter().product();
     if a.shape() == shape.as_slice()
         && b.shape() == shape.as_slice()

@@ -159,6 +159,7 @@ where
 
     let mut out_shape = batch.clone();
     out_shape.extend([m, n]);
+    crate::ops::check_size(&out_shape)?;
     let mut out = ArrayD::<T>::zeros(IxDyn(&out_shape));
 
     let b_is_matrix = b_batch.iter().all(|&d| d == 1);

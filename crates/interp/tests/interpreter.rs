@@ -340,3 +340,58 @@ fn one_prepared_interpreter_serves_several_threads() {
         }
     });
 }
+
+#[test]
+fn absurd_sizes_are_errors_not_allocations() {
+    let cases: Vec<(transfuse_ir::Node, Vec<Option<transfuse_interp::Value>>)> = vec![
+        (
+            op("Expand", &[], &[]),
+            vec![
+                Some(f32s(&[1], &[1.])),
+                Some(i64s(&[3], &[1 << 20, 1 << 20, 1 << 20])),
+            ],
+        ),
+        (
+            op("Tile", &[], &[]),
+            vec![Some(f32s(&[2], &[1., 2.])), Some(i64s(&[1], &[1 << 40]))],
+        ),
+        (
+            op("Pad", &[], &[]),
+            vec![Some(f32s(&[2], &[1., 2.])), Some(i64s(&[2], &[1 << 40, 0]))],
+        ),
+        (
+            op("Add", &[], &[]),
+            vec![
+                Some(f32s(&[1 << 17, 1], &vec![0.; 1 << 17])),
+                Some(f32s(&[1 << 16], &vec![0.; 1 << 16])),
+            ],
+        ),
+        (
+            op("Resize", &[], &[]),
+            vec![
+                Some(f32s(&[1, 1, 2, 2], &[0.; 4])),
+                None,
+                Some(f32s(&[4], &[1., 1., 1e6, 1e6])),
+            ],
+        ),
+        (
+            op("ConvTranspose", &[], &[]).with_attr("output_shape", ints(&[1 << 20, 1 << 20])),
+            vec![
+                Some(f32s(&[1, 1, 1, 1], &[1.])),
+                Some(f32s(&[1, 1, 1, 1], &[1.])),
+            ],
+        ),
+        (
+            op("Conv", &[], &[]),
+            vec![
+                Some(f32s(&[1, 1, 2, 2], &[1.; 4])),
+                Some(f32s(&[1, 1, 0, 2], &[])),
+            ],
+        ),
+    ];
+    for (node, inputs) in cases {
+        let name = node.op_type.clone();
+        let err = run_op(13, node, inputs, 1).unwrap_err();
+        assert!(matches!(err, InterpError::Node { .. }), "{name}: {err}");
+    }
+}

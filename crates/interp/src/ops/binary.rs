@@ -402,6 +402,7 @@ fn select<T: Copy + Send + Sync>(
     y: &ArrayD<T>,
 ) -> OpResult<ArrayD<T>> {
     let shape = broadcast_all(&[cond.shape(), x.shape(), y.shape()])?;
+    crate::ops::check_size(&shape)?;
     let (cv, xv, yv) = (
         view_as(cond, &shape)?,
         view_as(x, &shape)?,

@@ -128,6 +128,12 @@ impl ConvAttributes {
                 w.shape()
             )));
         }
+        if w.shape()[2..].contains(&0) {
+            return Err(OpError::shape(format!(
+                "W {:?} has an empty kernel dim",
+                w.shape()
+            )));
+        }
         let bias = b.map(|v| typed::<T>(v, "B")).transpose()?;
         if self.transposed {
             self.conv_transpose(x, w, bias)
@@ -208,6 +214,8 @@ impl ConvAttributes {
             output[i] = o;
             pads_begin[i] = pb;
         }
+        crate::ops::check_size(&[n, m, output.iter().product()])?;
+        crate::ops::check_size(&[c / g, kernel.iter().product(), output.iter().product()])?;
         let geo = Geometry {
             kernel,
             strides,
@@ -348,6 +356,8 @@ impl ConvAttributes {
         let k_count: usize = kernel.iter().product();
         let i_count: usize = input.iter().product();
         let o_count: usize = output.iter().product();
+        crate::ops::check_size(&[n, m, o_count])?;
+        crate::ops::check_size(&[mg, k_count, i_count])?;
         let x_std = x.as_standard_layout();
         let x3 = x_std
             .view()

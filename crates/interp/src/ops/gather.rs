@@ -77,6 +77,7 @@ fn gather<T: Clone>(
     let mut out_shape = shape[..axis].to_vec();
     out_shape.extend_from_slice(idx_shape);
     out_shape.extend_from_slice(&shape[axis + 1..]);
+    crate::ops::check_size(&out_shape)?;
     let std = a.as_standard_layout();
     let src = std
         .as_slice()

@@ -4,7 +4,7 @@ use ndarray::{ArrayD, Axis, IxDyn, Slice, concatenate};
 
 use crate::error::{OpError, OpResult};
 use crate::ops::generator::shape_from;
-use crate::ops::{normalize_axes, normalize_axis, to_usize};
+use crate::ops::{check_size, normalize_axes, normalize_axis, to_usize};
 use crate::registry::{BuildCtx, Inputs, Kernel, MAX_ONNX_OPSET, ONNX, Registry};
 use crate::value::{Value, map_value, try_map_value};
 
@@ -307,6 +307,7 @@ impl Kernel for Expand {
         let requested = shape_from(inputs.req(1, "shape")?, "shape")?;
         let x = inputs.req(0, "input")?;
         let shape = crate::broadcast::broadcast_shapes(x.shape(), &requested)?;
+        check_size(&shape)?;
         if shape.as_slice() == x.shape() {
             return Ok(vec![inputs.take(0, "input")?]);
         }
@@ -335,6 +336,13 @@ impl Kernel for Tile {
             .into_iter()
             .map(|r| to_usize(r, "repeats"))
             .collect::<OpResult<_>>()?;
+        let tiled: Vec<usize> = x
+            .shape()
+            .iter()
+            .zip(&repeats)
+            .map(|(&d, &r)| d.saturating_mul(r))
+            .collect();
+        check_size(&tiled)?;
         fn tile<T: Clone>(a: &ArrayD<T>, repeats: &[usize]) -> OpResult<ArrayD<T>> {
             let mut out = a.clone();
             for (axis, &r) in repeats.iter().enumerate() {
@@ -465,6 +473,11 @@ fn pad<T: Copy>(
                 "pads {b},{e} crop more than axis {axis} of length {d}"
             )));
         }
+        if usize::try_from(len).map_or(true, |l| l > crate::ops::MAX_ELEMENTS) {
+            return Err(OpError::invalid(format!(
+                "pads {b},{e} make axis {axis} too long"
+            )));
+        }
         if d == 0 && len > 0 && mode != PadMode::Constant {
             return Err(OpError::shape(format!("cannot {mode:?}-pad an empty axis")));
         }
@@ -489,6 +502,7 @@ fn pad<T: Copy>(
             })
             .collect();
         out_shape.push(len as usize);
+        check_size(&out_shape)?;
         sources.push(map);
     }
     let mut index = vec![0usize; a.ndim()];

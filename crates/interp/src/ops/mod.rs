@@ -68,6 +68,20 @@ pub(crate) fn normalize_axes(axes: &[i64], rank: usize) -> OpResult<Vec<usize>> 
     Ok(out)
 }
 
+/// The most elements an op may allocate for a shape derived from input values or
+/// attributes; larger requests are errors rather than allocation failures.
+pub(crate) const MAX_ELEMENTS: usize = 1 << 32;
+
+/// Errors when `shape` holds more than [`MAX_ELEMENTS`] elements (or overflows).
+pub(crate) fn check_size(shape: &[usize]) -> OpResult<()> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= MAX_ELEMENTS)
+        .map(|_| ())
+        .ok_or_else(|| OpError::invalid(format!("shape {shape:?} is too large")))
+}
+
 /// A non-negative size from an `i64`.
 pub(crate) fn to_usize(x: i64, what: &str) -> OpResult<usize> {
     usize::try_from(x)

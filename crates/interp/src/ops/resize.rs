@@ -253,6 +253,7 @@ impl Kernel for Resize {
             ),
         };
         let (out_shape, scale) = self.output_shape(&in_shape, &axes, scales, sizes)?;
+        crate::ops::check_size(&out_shape)?;
         // roi: [starts..., ends...] over `axes`; default [0, 1] per axis.
         let mut roi_start = vec![0.0; rank];
         let mut roi_end = vec![1.0; rank];
