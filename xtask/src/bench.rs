@@ -116,8 +116,10 @@ pub struct Args {
     /// Extra lines for the page's notes (how the runs were made, what was not run).
     #[arg(long)]
     note: Vec<String>,
-    /// Pause between two timed runs, ms (lets the previous session's threads stop spinning).
-    #[arg(long, default_value_t = 2)]
+    /// Pause between two timed runs, ms. ONNX Runtime's idle pool threads spin for tens of
+    /// ms after a run; without the pause, the sessions interleaved with the one timed compete
+    /// with it for the cores (seen here: +50% at 2 threads).
+    #[arg(long, default_value_t = 100)]
     gap_ms: u64,
     /// Rows of the generated text inputs for parity (row 0 whole, the others padded).
     #[arg(long, default_value_t = 2)]

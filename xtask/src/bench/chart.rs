@@ -63,7 +63,22 @@ pub fn draw(runs: &[BenchRun], path: &Path) -> Result<()> {
         .iter()
         .map(|r| {
             (
-                format!("{}: {}", r.column(), r.machine.cpu_model),
+                if r.provider == "cpu" {
+                    format!(
+                        "{}: {}, {} logical CPUs, ONNX Runtime {}",
+                        r.column(),
+                        r.machine.cpu_model,
+                        r.machine.logical_cpus,
+                        r.ort_version
+                    )
+                } else {
+                    format!(
+                        "{}: ONNX Runtime {} ({})",
+                        r.column(),
+                        r.ort_version,
+                        r.provider
+                    )
+                },
                 groups(r),
             )
         })

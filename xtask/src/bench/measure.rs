@@ -293,28 +293,19 @@ pub fn measure_case(
     }
     let ratios = ratios(&runners);
 
-    // Parity against the original without optimizations.
-    let parity = parity(
+    // Parity against the original without optimizations (on the CPU).
+    let case = Case {
+        runtime,
         subject,
-        seq,
         settings,
-        &mut runners,
-        &case_dir,
-        &shape,
-        progress,
-    );
+        dir: &case_dir,
+        shape: &shape,
+    };
+    let parity = parity(&case, seq, &mut runners, progress);
     drop(runners);
 
     let profile = if settings.profile_runs > 0 {
-        profile_case(
-            runtime,
-            subject,
-            settings,
-            &timed_inputs,
-            &case_dir,
-            &shape,
-            progress,
-        )
+        profile_case(&case, &timed_inputs, progress)
     } else {
         Vec::new()
     };
@@ -440,15 +431,44 @@ fn patterns(text: bool) -> Vec<Padding> {
     }
 }
 
-fn parity(
+/// The original without optimizations in a CPU session: the parity reference of runs on
+/// another execution provider (whose own no-optimization session is then compared too).
+fn cpu_reference(
+    runtime: &'static OrtRuntime,
     subject: &Subject<'_>,
-    seq: Option<usize>,
     settings: &Settings,
+) -> Result<Session> {
+    let Some(Ok(file)) = subject.files.get(&ConfigId::OrtDisabled) else {
+        bail!("no original model")
+    };
+    let options = SessionOptions::default()
+        .optimization_level(OptimizationLevel::Disabled)
+        .intra_op_threads(settings.threads);
+    Ok(Session::from_file(runtime, file, &options)?)
+}
+
+/// What the parity and profile stages of one case share.
+struct Case<'a> {
+    runtime: &'static OrtRuntime,
+    subject: &'a Subject<'a>,
+    settings: &'a Settings,
+    dir: &'a Path,
+    shape: &'a str,
+}
+
+fn parity(
+    case: &Case<'_>,
+    seq: Option<usize>,
     runners: &mut [Runner],
-    case_dir: &Path,
-    shape: &str,
     progress: &mut dyn Progress,
 ) -> Vec<Parity> {
+    let Case {
+        runtime,
+        subject,
+        settings,
+        dir: case_dir,
+        shape,
+    } = *case;
     let batch = if subject.text {
         settings.parity_batch_text
     } else {
@@ -459,6 +479,11 @@ fn parity(
         atol: 1e-4,
         rtol: 0.0,
     };
+    // On another execution provider, the reference is the original on the CPU (exact fp32),
+    // and that provider's own run of the original is compared too.
+    let mut cpu = (settings.provider != ExecutionProvider::Cpu)
+        .then(|| cpu_reference(runtime, subject, settings).map_err(|e| format!("{e:#}")));
+    let compare_original = cpu.is_some();
     let mut out = Vec::new();
     for padding in patterns(subject.text) {
         let record = |config, error: Option<String>| Parity {
@@ -488,12 +513,25 @@ fn parity(
             }
         };
         let scratch = case_dir.join("parity");
-        let reference = match runners
-            .iter_mut()
-            .find(|r| r.config == ConfigId::OrtDisabled)
-        {
-            Some(r) if r.error.is_none() => r.outputs(&inputs, &scratch),
-            _ => Err(anyhow::anyhow!(
+        let reference = match (
+            &mut cpu,
+            runners
+                .iter_mut()
+                .find(|r| r.config == ConfigId::OrtDisabled),
+        ) {
+            (Some(Ok(session)), _) => {
+                let named: Vec<(&str, Tensor)> = inputs
+                    .iter()
+                    .map(|t| (t.name.as_str(), t.clone()))
+                    .collect();
+                session
+                    .run(&named)
+                    .map(|outs| outs.into_iter().map(|(name, t)| t.renamed(name)).collect())
+                    .map_err(anyhow::Error::from)
+            }
+            (Some(Err(e)), _) => Err(anyhow::anyhow!("the CPU reference session: {e}")),
+            (None, Some(r)) if r.error.is_none() => r.outputs(&inputs, &scratch),
+            (None, _) => Err(anyhow::anyhow!(
                 "the original without optimizations did not run"
             )),
         };
@@ -515,7 +553,7 @@ fn parity(
         });
         for runner in runners
             .iter_mut()
-            .filter(|r| r.config != ConfigId::OrtDisabled)
+            .filter(|r| compare_original || r.config != ConfigId::OrtDisabled)
         {
             let mut entry = record(runner.config, None);
             if let Some(e) = &runner.error {
@@ -612,14 +650,17 @@ pub const PROFILED: [ConfigId; 4] = [
 ];
 
 fn profile_case(
-    runtime: &'static OrtRuntime,
-    subject: &Subject<'_>,
-    settings: &Settings,
+    case: &Case<'_>,
     inputs: &[Tensor],
-    case_dir: &Path,
-    shape: &str,
     progress: &mut dyn Progress,
 ) -> Vec<ProfileResult> {
+    let Case {
+        runtime,
+        subject,
+        settings,
+        dir: case_dir,
+        shape,
+    } = *case;
     let mut out = Vec::new();
     for config in PROFILED {
         let Some(Ok(file)) = subject.files.get(&config) else {
