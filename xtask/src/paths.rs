@@ -14,7 +14,11 @@ pub fn root() -> PathBuf {
     }
     std::env::current_dir()
         .ok()
-        .and_then(|cwd| cwd.ancestors().find(|d| d.join("xtask").join("Cargo.toml").is_file()).map(PathBuf::from))
+        .and_then(|cwd| {
+            cwd.ancestors()
+                .find(|d| d.join("xtask").join("Cargo.toml").is_file())
+                .map(PathBuf::from)
+        })
         .unwrap_or_else(|| manifest.parent().map(PathBuf::from).unwrap_or(manifest))
 }
 

@@ -132,7 +132,10 @@ pub fn optimize(model: &Model, options: &OptimizeOptions) -> Result<(Model, Repo
             nodes_after: model.graph.nodes.len(),
             fused: fused_counts(&model.graph),
             optimize_ms: start.elapsed().as_secs_f64() * 1e3,
-            egraph: EGraphReport { stop_reason: "NotRun".to_string(), ..EGraphReport::default() },
+            egraph: EGraphReport {
+                stop_reason: "NotRun".to_string(),
+                ..EGraphReport::default()
+            },
             ..Report::default()
         };
         return Ok((model.clone(), report));
