@@ -752,6 +752,7 @@ mod tests {
                     .into_iter()
                     .collect(),
             }],
+            load_after: Some(0.5),
         };
         let vision_case = CaseResult {
             shape: "224x224".into(),
@@ -769,6 +770,7 @@ mod tests {
                 ..parity(ConfigId::Ours, "none", 1e-5)
             }],
             profile: vec![],
+            load_after: Some(1.5),
         };
         BenchRun {
             schema: SCHEMA,
@@ -892,6 +894,8 @@ mod tests {
         assert!(page.contains("3.6e0"), "{page}");
         assert!(page.contains("1.000 of 8"));
         assert!(page.contains("- extra note") && page.contains("a note"));
+        // Load after each case, min–max, beside the start and end.
+        assert!(page.contains("0.50 → 0.60 (0.50–1.50)"), "{page}");
     }
 
     #[test]

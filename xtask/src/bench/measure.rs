@@ -292,6 +292,7 @@ pub fn measure_case(
         }
     }
     let ratios = ratios(&runners);
+    let load_after = Some(super::system::load_average()[0]);
 
     // Parity against the original without optimizations (on the CPU).
     let case = Case {
@@ -319,6 +320,7 @@ pub fn measure_case(
         ratios,
         parity,
         profile,
+        load_after,
     })
 }
 

@@ -109,7 +109,7 @@ fn model_names(runs: &[BenchRun]) -> Vec<String> {
 fn conditions(out: &mut String, runs: &[BenchRun]) {
     out.push_str("## Conditions\n\n");
     out.push_str("Load averages are read when a run starts and ends; they include the benchmark's own threads.\n\n");
-    out.push_str("| run | machine | ONNX Runtime | threads | rounds (warm-up) | load average at start → end | peer (Python optimizer) | OpenVINO | date (UTC) | duration |\n");
+    out.push_str("| run | machine | ONNX Runtime | threads | rounds (warm-up) | load average at start → end (after each case: min–max) | peer (Python optimizer) | OpenVINO | date (UTC) | duration |\n");
     out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
     for run in runs {
         let m = &run.machine;
@@ -136,9 +136,21 @@ fn conditions(out: &mut String, runs: &[BenchRun]) {
             (_, Some(why)) => format!("not run: {}", short(why)),
             _ => "-".into(),
         };
+        let during: Vec<f64> = run
+            .models
+            .iter()
+            .flat_map(|m| m.cases.iter().filter_map(|c| c.load_after))
+            .collect();
+        let during = match (
+            during.iter().copied().reduce(f64::min),
+            during.iter().copied().reduce(f64::max),
+        ) {
+            (Some(lo), Some(hi)) => format!(" ({lo:.2}–{hi:.2})"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "| {} | {} ({} logical CPUs{gpu}) | {} | {} | {} ({}) | {:.2} → {:.2} | {peer} | {ov} | {} | {:.0} s |",
+            "| {} | {} ({} logical CPUs{gpu}) | {} | {} | {} ({}) | {:.2} → {:.2}{during} | {peer} | {ov} | {} | {:.0} s |",
             run.column(),
             m.cpu_model,
             m.logical_cpus,

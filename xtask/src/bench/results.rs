@@ -264,6 +264,10 @@ pub struct CaseResult {
     pub parity: Vec<Parity>,
     /// Per-op-type kernel time, when `--profile` was given.
     pub profile: Vec<ProfileResult>,
+    /// The 1-minute load average when the case's timed rounds ended (it includes the
+    /// benchmark's own threads).
+    #[serde(default)]
+    pub load_after: Option<f64>,
 }
 
 /// Latency of one configuration.
