@@ -80,6 +80,22 @@ where
         return ArrayD::from_shape_vec(IxDyn(&shape), data)
             .map_err(|e| OpError::shape(e.to_string()));
     }
+    // One operand contiguous with the output shape, the other a contiguous block that
+    // repeats along the leading dims (a bias row, a scalar): plain slice loops.
+    if a.shape() == shape.as_slice()
+        && let (Some(sa), Some(block)) = (a.as_slice(), repeating_block(b, &shape))
+    {
+        let data = blocks_map(sa, block, &f);
+        return ArrayD::from_shape_vec(IxDyn(&shape), data)
+            .map_err(|e| OpError::shape(e.to_string()));
+    }
+    if b.shape() == shape.as_slice()
+        && let (Some(sb), Some(block)) = (b.as_slice(), repeating_block(a, &shape))
+    {
+        let data = blocks_map(sb, block, |y, x| f(x, y));
+        return ArrayD::from_shape_vec(IxDyn(&shape), data)
+            .map_err(|e| OpError::shape(e.to_string()));
+    }
     let av = view_as(a, &shape)?;
     let bv = view_as(b, &shape)?;
     let zip = Zip::from(&av).and(&bv);
@@ -98,6 +114,13 @@ where
     B: Copy + Send + Sync,
     F: Fn(T, B) -> T + Send + Sync,
 {
+    let shape = a.shape().to_vec();
+    if let Some(block) = repeating_block(b, &shape)
+        && let Some(sa) = a.as_slice_mut()
+    {
+        blocks_assign(sa, block, f);
+        return true;
+    }
     let Some(bv) = b.broadcast(a.raw_dim()) else {
         return false;
     };
@@ -108,6 +131,86 @@ where
         zip.for_each(|x, &y| *x = f(*x, y));
     }
     true
+}
+
+/// `b`'s elements when `b` is contiguous and, leading 1-dims aside, equals the trailing
+/// dims of `shape`: then broadcasting `b` to `shape` repeats this block.
+fn repeating_block<'b, B>(b: &'b ArrayD<B>, shape: &[usize]) -> Option<&'b [B]> {
+    let dims: &[usize] = b.shape();
+    let first = dims.iter().position(|&d| d != 1).unwrap_or(dims.len());
+    let core = &dims[first..];
+    if !shape.ends_with(core) || b.is_empty() {
+        return None;
+    }
+    b.as_slice()
+}
+
+/// Elements per parallel task in the block loops.
+const TASK_ELEMENTS: usize = 1 << 13;
+
+/// `out[i] = f(x[i], block[i % block.len()])`.
+fn blocks_map<A, B, O, F>(x: &[A], block: &[B], f: F) -> Vec<O>
+where
+    A: Copy + Send + Sync,
+    B: Copy + Send + Sync,
+    O: Send,
+    F: Fn(A, B) -> O + Send + Sync,
+{
+    let n = block.len().max(1);
+    if let [q] = block {
+        let q = *q;
+        return if x.len() >= PARALLEL_ELEMENTS {
+            x.par_iter().map(|&p| f(p, q)).collect()
+        } else {
+            x.iter().map(|&p| f(p, q)).collect()
+        };
+    }
+    if x.len() >= PARALLEL_ELEMENTS {
+        let task = n * TASK_ELEMENTS.div_ceil(n);
+        x.par_chunks(task)
+            .flat_map_iter(|chunk| {
+                chunk
+                    .chunks(n)
+                    .flat_map(|c| c.iter().zip(block).map(|(&p, &q)| f(p, q)))
+            })
+            .collect()
+    } else {
+        x.chunks(n)
+            .flat_map(|c| c.iter().zip(block).map(|(&p, &q)| f(p, q)))
+            .collect()
+    }
+}
+
+/// `x[i] = f(x[i], block[i % block.len()])`.
+fn blocks_assign<T, B, F>(x: &mut [T], block: &[B], f: F)
+where
+    T: Copy + Send + Sync,
+    B: Copy + Send + Sync,
+    F: Fn(T, B) -> T + Send + Sync,
+{
+    let n = block.len().max(1);
+    if let [q] = block {
+        let q = *q;
+        if x.len() >= PARALLEL_ELEMENTS {
+            x.par_iter_mut().for_each(|p| *p = f(*p, q));
+        } else {
+            x.iter_mut().for_each(|p| *p = f(*p, q));
+        }
+        return;
+    }
+    let apply = |chunk: &mut [T]| {
+        for c in chunk.chunks_mut(n) {
+            for (p, &q) in c.iter_mut().zip(block) {
+                *p = f(*p, q);
+            }
+        }
+    };
+    if x.len() >= PARALLEL_ELEMENTS {
+        x.par_chunks_mut(n * TASK_ELEMENTS.div_ceil(n))
+            .for_each(apply);
+    } else {
+        apply(x);
+    }
 }
 
 /// `f(a)` element-wise.

@@ -406,3 +406,48 @@ fn in_place_reuse_gives_the_same_result_as_fresh_buffers() {
     let u: Vec<f32> = (0..6).map(|i| t[i] as f32 * cv[i / 3] as f32).collect();
     assert_close(&only_u[0], &f32s(&[2, 3], &u), 0.0);
 }
+
+#[test]
+fn broadcast_fast_paths_agree_with_loops_in_both_operand_orders() {
+    // Large enough for the parallel paths; the small operand is a repeating row or a scalar.
+    let (rows, cols) = (40, 1000);
+    let big = pseudo_random(rows * cols, 11);
+    let row = pseudo_random(cols, 12);
+    let scalar = 0.75f32;
+    let want_row: Vec<f32> = (0..rows * cols).map(|i| big[i] - row[i % cols]).collect();
+    let want_row_rev: Vec<f32> = (0..rows * cols).map(|i| row[i % cols] - big[i]).collect();
+    let want_scalar: Vec<f32> = big.iter().map(|v| v - scalar).collect();
+    let sub = || op("Sub", &[], &[]);
+    let x = f32s(&[1, rows, cols], &big);
+    let r = f32s(&[1, 1, cols], &row);
+    let s = f32s(&[], &[scalar]);
+    assert_exact(
+        &run1(14, sub(), vec![x.clone(), r.clone()]),
+        &f32s(&[1, rows, cols], &want_row),
+    );
+    assert_exact(
+        &run1(14, sub(), vec![r.clone(), x.clone()]),
+        &f32s(&[1, rows, cols], &want_row_rev),
+    );
+    assert_exact(
+        &run1(14, sub(), vec![x.clone(), s.clone()]),
+        &f32s(&[1, rows, cols], &want_scalar),
+    );
+    // In place: the big operand is produced by an earlier node and read only here.
+    let out = ModelBuilder::new(14)
+        .input("x", x.clone())
+        .input("r", r)
+        .input("s", s)
+        .node(op("Identity", &["x"], &["x1"]))
+        .node(op("Neg", &["x1"], &["n"]))
+        .node(op("Sub", &["n", "r"], &["a"]))
+        .node(op("Neg", &["x1"], &["m"]))
+        .node(op("Sub", &["s", "m"], &["b"]))
+        .outputs(&["a", "b"])
+        .run()
+        .unwrap();
+    let want_a: Vec<f32> = (0..rows * cols).map(|i| -big[i] - row[i % cols]).collect();
+    let want_b: Vec<f32> = big.iter().map(|v| scalar + v).collect();
+    assert_exact(&out[0], &f32s(&[1, rows, cols], &want_a));
+    assert_exact(&out[1], &f32s(&[1, rows, cols], &want_b));
+}
