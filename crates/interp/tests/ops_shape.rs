@@ -104,6 +104,12 @@ fn squeeze_unsqueeze_axes_attribute_before_13_input_after() {
     assert_eq!(y.shape(), &[1, 3]);
     let y = run1(13, op("Squeeze", &[], &[]), vec![x.clone()]);
     assert_eq!(y.shape(), &[3]);
+    let y = run1(
+        13,
+        op("Squeeze", &[], &[]),
+        vec![x.clone(), i64s(&[0], &[])],
+    );
+    assert_eq!(y.shape(), &[3]);
     let err = run_op(
         13,
         op("Squeeze", &[], &[]),

@@ -170,6 +170,8 @@ impl Kernel for Squeeze {
             (None, Some(v)) => Some(v.to_i64s("axes")?),
             (None, None) => None,
         };
+        // An empty axes list means the same as none: squeeze every dim of length 1.
+        let axes = axes.filter(|a| !a.is_empty());
         let shape = inputs.req(0, "data")?.shape().to_vec();
         let out: Vec<usize> = match axes {
             None => shape.iter().copied().filter(|&d| d != 1).collect(),
