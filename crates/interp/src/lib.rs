@@ -22,6 +22,8 @@
 //! is dropped right after its last reader. The supported ops are listed by
 //! [`supported_ops`] and documented in `docs/interpreter.md`.
 
+#![warn(missing_docs)]
+
 mod broadcast;
 mod elem;
 mod error;
