@@ -84,7 +84,10 @@ impl OnnxAnalysis {
         };
         let shape: Shape = t.dims.iter().map(|&d| SymDim::known(d)).collect();
         let value = crate::infer::small_tensor_value(t).map(Arc::new);
-        let uniform = value.as_ref().and_then(|v| v.uniform());
+        let uniform = match &value {
+            Some(v) => v.uniform(),
+            None => crate::infer::large_tensor_uniform(t),
+        };
         ClassData {
             dtype: Some(t.dtype),
             shape: Some(shape),

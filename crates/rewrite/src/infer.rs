@@ -43,6 +43,30 @@ pub fn small_tensor_value(t: &Tensor) -> Option<ConstValue> {
     (elems.len() == n).then_some(ConstValue { dims, elems })
 }
 
+/// Tensors up to this many elements are scanned for a uniform value even when they are too
+/// large to track as constants (LayerNorm scales, biases: hidden 768 to 4096 and beyond).
+pub const MAX_UNIFORM_SCAN: usize = 1 << 20;
+
+/// The single value of a tensor whose elements are all bitwise equal, for tensors above
+/// [`MAX_CONST_ELEMS`] (smaller ones get it from [`small_tensor_value`]). The byte scan
+/// stops at the first differing element, so trained weights cost a few comparisons; only
+/// a truly uniform tensor is decoded. `-0.0` next to `0.0` counts as not uniform.
+pub fn large_tensor_uniform(t: &Tensor) -> Option<Scalar> {
+    let n = t.numel().ok()?;
+    if n <= MAX_CONST_ELEMS || n > MAX_UNIFORM_SCAN {
+        return None;
+    }
+    let size = t.dtype.size_of()?;
+    let raw = t.raw_bytes().ok()?;
+    let mut chunks = raw.chunks_exact(size);
+    let first = chunks.next()?;
+    if !chunks.all(|c| c == first) {
+        return None;
+    }
+    let one = Tensor::from_raw("", t.dtype, vec![], first.to_vec().into());
+    small_tensor_value(&one)?.uniform()
+}
+
 /// Facts of one node's output(s) from its inputs' facts.
 pub fn infer(node: &OpNode, inputs: &[&ClassData], tensors: &TensorTable) -> ClassData {
     let mut out = if node.outputs > 1 {

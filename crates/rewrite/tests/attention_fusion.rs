@@ -288,6 +288,21 @@ fn every_tiny_model_fuses_each_layer() {
             usize::from(has_absolute_position_embedding(&name)),
             "{name}"
         );
+        assert_eq!(count(&fused, "ReduceMean"), 0, "{name}");
+        // The affine of every norm is folded in (these models carry unit scales and zero
+        // biases at hidden 768, above the size of tracked constant values).
+        let norm_outputs: Vec<&str> = fused
+            .graph
+            .nodes
+            .iter()
+            .filter(|n| n.op_type.ends_with("LayerNormalization"))
+            .flat_map(|n| n.outputs.iter().map(String::as_str))
+            .collect();
+        let affine_left = fused.graph.nodes.iter().filter(|n| {
+            matches!(n.op_type.as_str(), "Mul" | "Add")
+                && n.inputs.iter().any(|i| norm_outputs.contains(&i.as_str()))
+        });
+        assert_eq!(affine_left.count(), 0, "{name}: a norm's affine is left");
     }
 }
 

@@ -22,6 +22,10 @@ struct Form {
     affine: bool,
     /// Opset 18: `ReduceMean` takes its axes as a constant input.
     axes_input: bool,
+    /// Size of the normalized (last) axis.
+    width: i64,
+    /// Scale all ones and bias all zeros, as a freshly initialized model exports them.
+    unit_affine: bool,
 }
 
 const HF: Form = Form {
@@ -31,6 +35,8 @@ const HF: Form = Form {
     exponent: 2.0,
     affine: true,
     axes_input: false,
+    width: 8,
+    unit_affine: false,
 };
 
 /// `y = LN(x)` written out, over `x: [batch, seq, 8]`, optionally after a residual add.
@@ -75,15 +81,21 @@ fn decomposed(b: &mut Builder, x: &str, form: Form) -> String {
     if !form.affine {
         return n;
     }
-    let g = b.random(&[8], 11);
-    let beta = b.random(&[8], 12);
+    let w = form.width;
+    let (g, beta) = if form.unit_affine {
+        let len = usize::try_from(w).unwrap();
+        (b.init(&[w], &vec![1.0; len]), b.init(&[w], &vec![0.0; len]))
+    } else {
+        (b.random(&[w], 11), b.random(&[w], 12))
+    };
     let scaled = b.op("Mul", &[&g, &n]);
     b.op("Add", &[&scaled, &beta])
 }
 
 fn single(form: Form) -> Model {
     let mut b = Builder::new(if form.axes_input { 18 } else { 14 });
-    let x = b.input("x", &["batch", "seq", "8"]);
+    let width = form.width.to_string();
+    let x = b.input("x", &["batch", "seq", &width]);
     let y = decomposed(&mut b, &x, form);
     b.output(&y);
     b.build()
@@ -130,6 +142,31 @@ fn decomposed_forms_fuse_and_match() {
         );
         assert_eq!(ln.inputs.len(), if form.affine { 3 } else { 2 }, "form {i}");
         check_parity(&model, &fused);
+    }
+}
+
+#[test]
+fn wide_unit_scale_and_zero_bias_fold_into_the_layer_norm() {
+    // Hidden 768 is above the size of tracked constant values: the unit scale must still be
+    // recognized (from the uniform-value scan), or `* gamma` and `+ beta` stay as two
+    // element-wise nodes after every LayerNormalization.
+    for width in [8, 768, 4096] {
+        for unit_affine in [true, false] {
+            let form = Form {
+                width,
+                unit_affine,
+                ..HF
+            };
+            let model = single(form);
+            let (fused, report) = run_with(&model, "layernorm");
+            assert_eq!(
+                fused.graph.nodes.len(),
+                1,
+                "width {width}, unit {unit_affine}: {report:?}"
+            );
+            assert_eq!(fused.graph.nodes[0].inputs.len(), 3);
+            check_parity(&model, &fused);
+        }
     }
 }
 
