@@ -12,6 +12,9 @@ use crate::{DataType, IrError, Result, Tensor};
 /// protobuf messages, untouched, so they round-trip exactly.
 #[derive(Clone, Debug, PartialEq)]
 #[allow(missing_docs)]
+// A node has a handful of attributes and tensor attributes are rare (Constant); keeping
+// `Tensor` unboxed keeps pattern matching on attributes plain.
+#[allow(clippy::large_enum_variant)]
 pub enum AttrValue {
     Float(f32),
     Int(i64),

@@ -168,7 +168,7 @@ impl Tensor {
                 return Err(IrError::tensor(&self.name, "string data has no raw form"));
             }
         };
-        let expected = n.checked_mul(size).unwrap_or(usize::MAX);
+        let expected = n.saturating_mul(size);
         if bytes.len() != expected {
             return Err(IrError::tensor(
                 &self.name,

@@ -75,10 +75,11 @@ fn parse(b: &[u8], depth: usize) -> Option<Fields> {
 }
 
 fn payload(s: &[u8], depth: usize) -> Value {
-    if depth < MAX_DEPTH && !s.is_empty() {
-        if let Some(f) = parse(s, depth + 1) {
-            return Value::Message(f);
-        }
+    if depth < MAX_DEPTH
+        && !s.is_empty()
+        && let Some(f) = parse(s, depth + 1)
+    {
+        return Value::Message(f);
     }
     let mut h = std::collections::hash_map::DefaultHasher::new();
     s.hash(&mut h);
