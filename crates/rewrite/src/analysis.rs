@@ -74,6 +74,9 @@ pub struct OnnxAnalysis {
     /// Declared types of graph inputs (dims become symbols named after the graph's
     /// `dim_param`s).
     pub inputs: HashMap<Symbol, ValueFacts>,
+    /// The model's ONNX (default domain) opset, when known: rules that emit ops whose
+    /// signature changed across opsets (`Unsqueeze` axes) check it.
+    pub onnx_opset: Option<i64>,
 }
 
 impl OnnxAnalysis {

@@ -140,7 +140,8 @@ pub fn optimize(model: &Model, options: &OptimizeOptions) -> Result<(Model, Repo
         };
         return Ok((model.clone(), report));
     }
-    let (egraph, imported) = import::import(&model.graph)?;
+    let (mut egraph, imported) = import::import(&model.graph)?;
+    egraph.analysis.onnx_opset = model.opset("");
     let limits = &options.limits;
 
     let mut report = Report {

@@ -247,3 +247,126 @@ fn fully_padded_sequence_gives_what_the_original_gives() {
         );
     }
 }
+
+/// The producer of value `name` in `model`.
+fn producer<'a>(model: &'a Model, name: &str) -> Option<&'a transfuse_ir::Node> {
+    model
+        .graph
+        .nodes
+        .iter()
+        .find(|n| n.outputs.iter().any(|o| o == name))
+}
+
+/// True when every Attention's bias is the compact key-padding form
+/// `Expand(Where(Unsqueeze(Cast(mask)), zero, fill), shape)`.
+fn bias_is_compact(model: &Model) -> bool {
+    let attention: Vec<_> = model
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == "Attention")
+        .collect();
+    !attention.is_empty()
+        && attention.iter().all(|a| {
+            let chain = ["Expand", "Where", "Unsqueeze", "Cast"];
+            let mut value = a.inputs.get(5).cloned().unwrap_or_default();
+            chain.iter().all(|op| match producer(model, &value) {
+                Some(n) if n.op_type == *op => {
+                    value = n.inputs[0].clone();
+                    true
+                }
+                _ => false,
+            })
+        })
+}
+
+/// The TorchScript text exports build their `[B,1,S,T]` keep-mask by gathering the flattened
+/// padding mask at `b*T + k`; the fused models compute it as `Unsqueeze(Cast(mask))` instead
+/// (parity of those models is checked by the tests above, every padding pattern).
+#[test]
+fn torchscript_key_padding_mask_becomes_compact() {
+    for name in [
+        "bert_eager_ts_op14",
+        "bert_sdpa_ts_op17",
+        "distilbert_eager_ts_op14",
+        "roberta_sdpa_ts_op14",
+    ] {
+        let path = tiny_models()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap()
+            .1;
+        let candidate = fused(&Model::load(&path).unwrap());
+        assert!(bias_is_compact(&candidate), "{name}");
+        for op in ["Range", "Flatten", "GreaterOrEqual"] {
+            assert_eq!(
+                candidate
+                    .graph
+                    .nodes
+                    .iter()
+                    .filter(|n| n.op_type == op)
+                    .count(),
+                0,
+                "{name}: {op} left"
+            );
+        }
+    }
+}
+
+/// Sets the value of the `Constant` node that produces `output`.
+fn set_constant(model: &mut Model, output: &str, value: Tensor) {
+    let node = model
+        .graph
+        .nodes
+        .iter_mut()
+        .find(|n| n.op_type == "Constant" && n.outputs[0] == output)
+        .unwrap();
+    for attr in &mut node.attributes {
+        if attr.name == "value" {
+            attr.value = transfuse_ir::AttrValue::Tensor(value.renamed(""));
+        }
+    }
+}
+
+/// Masks that are not a pure key-padding mask keep the exporter's subgraph, and the fused
+/// model still computes what the original does: the gather index scaled by the batch size
+/// instead of the key length (rows mixed up at batch > 1), and a query mask that is not all
+/// true (`q >= 3`, the first query rows fully masked).
+#[test]
+fn other_masks_are_not_made_compact() {
+    let path = tiny_models()
+        .into_iter()
+        .find(|(n, _)| n == "bert_eager_ts_op14")
+        .unwrap()
+        .1;
+    let original = Model::load(&path).unwrap();
+    let mut wrong_stride = original.clone();
+    set_constant(
+        &mut wrong_stride,
+        "/m/Constant_20_output_0",
+        Tensor::from_i64("", vec![1], &[0]),
+    );
+    let mut query_mask = original.clone();
+    set_constant(
+        &mut query_mask,
+        "/m/Constant_19_output_0",
+        Tensor::from_i64("", vec![], &[3]),
+    );
+    for (case, model) in [("stride B", wrong_stride), ("q >= 3", query_mask)] {
+        let candidate = fused(&model);
+        assert!(!bias_is_compact(&candidate), "{case}");
+        assert_eq!(
+            candidate
+                .graph
+                .nodes
+                .iter()
+                .filter(|n| n.op_type == "Attention")
+                .count(),
+            2,
+            "{case}: attention still fuses"
+        );
+        check(case, &model, &candidate, &interpreter);
+    }
+    // And unmodified, it does become compact.
+    assert!(bias_is_compact(&fused(&original)));
+}

@@ -14,6 +14,7 @@
 //! is never emitted. Bias proofs (all zeros, all finite) are in [`mask`].
 
 mod canonical;
+mod key_padding;
 mod lift;
 mod mapping;
 mod mask;

@@ -362,9 +362,18 @@ fn attention_bias(eg: &mut EGraph, bias: Id, query_src: Id, key_src: Id) -> Resu
     if bs.len() > 4 {
         return Err(());
     }
-    if bs.len() == 4 && &bs[2] == s && &bs[3] == t {
-        return Ok(Some(bias));
-    }
+    let fed = if bs.len() == 4 && &bs[2] == s && &bs[3] == t {
+        bias
+    } else {
+        let target = query_key_target(eg, query_src, key_src);
+        add_op(eg, OpNode::new("Expand", ""), vec![bias, target])
+    };
+    super::key_padding::add_compact_form(eg, bias, fed, query_src, key_src);
+    Ok(Some(eg.find(fed)))
+}
+
+/// `[1, 1, S, T]` as an int64 shape vector, `S` and `T` dim 1 of `query_src` and `key_src`.
+pub(super) fn query_key_target(eg: &mut EGraph, query_src: Id, key_src: Id) -> Id {
     let ones = eg
         .analysis
         .tensors
@@ -372,16 +381,11 @@ fn attention_bias(eg: &mut EGraph, bias: Id, query_src: Id, key_src: Id) -> Resu
     let ones = eg.add(Onnx::Const(ones));
     let s = sequence_length(eg, query_src);
     let t = sequence_length(eg, key_src);
-    let target = add_op(
+    add_op(
         eg,
         OpNode::new("Concat", "").with_attr("axis", AttrVal::Int(0)),
         vec![ones, s, t],
-    );
-    Ok(Some(add_op(
-        eg,
-        OpNode::new("Expand", ""),
-        vec![bias, target],
-    )))
+    )
 }
 
 /// A real (extractable) value for class `t`: `t` itself, or for a `Columns` block that only

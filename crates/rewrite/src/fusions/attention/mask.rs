@@ -77,6 +77,10 @@ fn min_value(eg: &EGraph, id: Id, depth: usize) -> Option<f64> {
 }
 
 /// True when every element of the boolean class `id` is provably true.
+pub(super) fn all_true(eg: &EGraph, id: Id) -> bool {
+    all_true_at(eg, id, MAX_DEPTH)
+}
+
 fn all_true_at(eg: &EGraph, id: Id, depth: usize) -> bool {
     if dtype(eg, id) == Some(DataType::Bool) && uniform_number(eg, id).is_some_and(|v| v != 0.0) {
         return true;

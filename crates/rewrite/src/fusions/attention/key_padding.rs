@@ -1,0 +1,277 @@
+//! Key-padding masks: a proof that an attention bias is `where(keep[b, k], zero, fill)` for a
+//! `[B, T]` boolean `keep`, and its cheap equivalent.
+//!
+//! TorchScript exports of transformers 5 build the `[B, 1, S, T]` keep-mask with index
+//! arithmetic: the padding mask is flattened and gathered at `b * T + k`, reshaped, and-ed with
+//! an all-true query mask and expanded (`docs/attention-forms.md`, 1.5). That is about forty
+//! small nodes that ONNX Runtime runs on every inference, which costs about a tenth of a BERT
+//! forward pass on GPU. When the proof below holds, the bias's e-class also gets
+//! `Expand(Where(Unsqueeze(keep, [1, 2]), zero, fill), [1, 1, S, T])`, which computes the same
+//! values, and extraction takes the cheaper form.
+//!
+//! The proof works on three facts, each holding if *some* e-node of a class satisfies it:
+//! - `iota(x) = n`: the elements of `x` in row-major order are `0, 1, …, n - 1`;
+//! - `row_major_copy(x, p)`: `x` holds the elements of `p` in `p`'s row-major order (any shape);
+//! - `rows_of(c, p)`: `c` has shape `[B, 1, S, T]` (with `p: [B, T]`) and `c[b, 0, q, k] = p[b, k]`.
+
+use egg::Id;
+use transfuse_ir::{DataType, Tensor};
+
+use super::mask::all_true;
+use crate::analysis::EGraph;
+use crate::lang::{AttrVal, Onnx, OpNode};
+use crate::rule::{add_op, data, dtype, same, shape};
+use crate::symbolic::{Shape, SymDim};
+
+/// How deep a proof may look (the TorchScript mask is about ten nodes deep).
+const MAX_DEPTH: usize = 16;
+
+/// Ops that keep the row-major order (and count) of their input 0's elements.
+const ORDER_PRESERVING: &[&str] = &["Reshape", "Flatten", "Unsqueeze", "Squeeze", "Identity"];
+
+/// The ONNX-domain e-nodes of class `id` as `(op, attributes, children)`.
+fn onnx_nodes(eg: &EGraph, id: Id) -> impl Iterator<Item = (&OpNode, &[Id])> {
+    eg[id].nodes.iter().filter_map(|n| match n {
+        Onnx::Op(d, c) if d.domain.as_str().is_empty() || d.domain.as_str() == "ai.onnx" => {
+            Some((d, c.as_slice()))
+        }
+        _ => None,
+    })
+}
+
+fn is_one(d: &SymDim) -> bool {
+    d.as_known() == Some(1)
+}
+
+/// The symbolic integer held by a one-element class.
+fn single_int(eg: &EGraph, id: Id) -> Option<SymDim> {
+    let value = data(eg, id).value.as_ref()?;
+    value
+        .as_dims()?
+        .into_iter()
+        .next()
+        .filter(|_| value.elems.len() == 1)
+}
+
+/// `n` when the elements of class `x`, in row-major order, are `0, 1, …, n - 1`.
+fn iota(eg: &EGraph, x: Id, depth: usize) -> Option<SymDim> {
+    let depth = depth.checked_sub(1)?;
+    onnx_nodes(eg, x).find_map(|(node, c)| match (node.op.as_str(), c) {
+        ("Range", [start, limit, delta]) => {
+            let zero = single_int(eg, *start)?.as_known() == Some(0);
+            let one = single_int(eg, *delta)?.as_known() == Some(1);
+            let n = single_int(eg, *limit)?;
+            (zero && one && n.as_known().is_none_or(|v| v >= 0)).then_some(n)
+        }
+        ("Add", [a, b]) => {
+            iota_of_sum(eg, x, *a, *b, depth).or_else(|| iota_of_sum(eg, x, *b, *a, depth))
+        }
+        (op, [src, ..]) if ORDER_PRESERVING.contains(&op) => iota(eg, *src, depth),
+        _ => None,
+    })
+}
+
+/// `x = inner + outer * T` where `inner: [1, …, 1, T]` counts `0..T` and `outer: [B, 1, …, 1]`
+/// counts `0..B`: row-major, `x` (shape `[B, 1, …, 1, T]`) counts `0..B*T`.
+fn iota_of_sum(eg: &EGraph, x: Id, inner: Id, scaled: Id, depth: usize) -> Option<SymDim> {
+    let t = iota(eg, inner, depth)?;
+    let (xs, is) = (shape(eg, x)?, shape(eg, inner)?);
+    let rank = xs.len();
+    if rank < 2 || is.len() != rank || is[rank - 1] != t || !is[..rank - 1].iter().all(is_one) {
+        return None;
+    }
+    onnx_nodes(eg, scaled).find_map(|(node, c)| {
+        let [a, b] = c else { return None };
+        if !node.is_onnx("Mul") {
+            return None;
+        }
+        [(*a, *b), (*b, *a)]
+            .into_iter()
+            .find_map(|(outer, factor)| {
+                (single_int(eg, factor)? == t).then_some(())?;
+                let b_len = iota(eg, outer, depth)?;
+                let os = shape(eg, outer)?;
+                let ss = shape(eg, scaled)?;
+                let outer_ok = os.len() == rank && os[0] == b_len && os[1..].iter().all(is_one);
+                let expected: Shape = std::iter::once(b_len.clone())
+                    .chain(std::iter::repeat_n(SymDim::known(1), rank - 2))
+                    .chain(std::iter::once(t.clone()))
+                    .collect();
+                (outer_ok && ss == os && *xs == expected)
+                    .then(|| b_len.mul(&t))
+                    .flatten()
+            })
+    })
+}
+
+/// True when class `x` holds `p`'s elements in `p`'s row-major order.
+fn row_major_copy(eg: &EGraph, x: Id, p: Id, depth: usize) -> bool {
+    if same(eg, x, p) {
+        return true;
+    }
+    let Some(depth) = depth.checked_sub(1) else {
+        return false;
+    };
+    onnx_nodes(eg, x).any(|(node, c)| match (node.op.as_str(), c) {
+        (op, [src, ..]) if ORDER_PRESERVING.contains(&op) => row_major_copy(eg, *src, p, depth),
+        // Gathering rows 0..n-1 in order (n the row count) copies the table in order.
+        ("Gather", [table, indices]) if node.attr_int("axis").unwrap_or(0) == 0 => {
+            let rows = shape(eg, *table).and_then(|s| s.first().cloned());
+            rows.is_some_and(|rows| iota(eg, *indices, depth) == Some(rows))
+                && row_major_copy(eg, *table, p, depth)
+        }
+        _ => false,
+    })
+}
+
+/// True when class `c` has shape `[B, 1, S, T]` and `c[b, 0, q, k] = p[b, k]` (`p: [B, T]`).
+fn rows_of(eg: &EGraph, c: Id, p: Id, depth: usize) -> bool {
+    let (Some(cs), Some(ps)) = (shape(eg, c), shape(eg, p)) else {
+        return false;
+    };
+    let fits = cs.len() == 4 && ps.len() == 2 && cs[0] == ps[0] && is_one(&cs[1]) && cs[3] == ps[1];
+    if !fits || dtype(eg, c) != Some(DataType::Bool) {
+        return false;
+    }
+    // `[B, 1, 1, T]` holding `p` in order is `p` with two unit axes inserted.
+    if is_one(&cs[2]) && row_major_copy(eg, c, p, depth) {
+        return true;
+    }
+    let Some(depth) = depth.checked_sub(1) else {
+        return false;
+    };
+    // Broadcasts along the query axis (dims 0, 1 and 3 are checked equal above).
+    onnx_nodes(eg, c).any(|(node, ch)| match (node.op.as_str(), ch) {
+        ("Expand", [x, _]) => rows_of(eg, *x, p, depth),
+        ("And", [a, b]) => {
+            (all_true(eg, *a) && rows_of(eg, *b, p, depth))
+                || (all_true(eg, *b) && rows_of(eg, *a, p, depth))
+        }
+        ("Cast", [x]) | ("Identity", [x]) => {
+            dtype(eg, *x) == Some(DataType::Bool) && rows_of(eg, *x, p, depth)
+        }
+        _ => false,
+    })
+}
+
+/// True when class `v` is a one-element float32 tensor of rank at most 4 (a `Where` branch
+/// that broadcasts to any `[B, 1, 1, T]` without changing its shape).
+fn single_float(eg: &EGraph, v: Id) -> bool {
+    dtype(eg, v) == Some(DataType::Float)
+        && shape(eg, v).is_some_and(|s| s.len() <= 4 && s.iter().all(is_one))
+}
+
+/// `(keep, zero, fill)` when `bias` provably equals `Where(c, zero, fill)` with
+/// `c[b, 0, q, k] = keep[b, k]` for a `[B, T]` boolean class `keep` that is a `Cast` of some
+/// other tensor (the padding mask input).
+fn key_padding_source(eg: &EGraph, bias: Id) -> Option<(Id, Id, Id)> {
+    onnx_nodes(eg, bias).find_map(|(node, c)| {
+        let [cond, zero, fill] = c else { return None };
+        if !node.is_onnx("Where") || !single_float(eg, *zero) || !single_float(eg, *fill) {
+            return None;
+        }
+        candidate_keeps(eg, *cond)
+            .into_iter()
+            .find(|&keep| rows_of(eg, *cond, keep, MAX_DEPTH))
+            .map(|keep| (keep, *zero, *fill))
+    })
+}
+
+/// The `[B, T]` boolean casts reachable from `c` through a few ops: the classes a keep-mask
+/// may come from.
+fn candidate_keeps(eg: &EGraph, c: Id) -> Vec<Id> {
+    let mut found = Vec::new();
+    let mut stack = vec![(c, MAX_DEPTH)];
+    let mut seen = std::collections::HashSet::new();
+    while let Some((id, depth)) = stack.pop() {
+        let id = eg.find(id);
+        if !seen.insert(id) || depth == 0 {
+            continue;
+        }
+        for (node, children) in onnx_nodes(eg, id) {
+            let is_keep = node.is_onnx("Cast")
+                && dtype(eg, id) == Some(DataType::Bool)
+                && shape(eg, id).is_some_and(|s| s.len() == 2);
+            if is_keep && !found.contains(&id) {
+                found.push(id);
+            }
+            stack.extend(children.iter().map(|&ch| (ch, depth - 1)));
+        }
+    }
+    found
+}
+
+/// A rank-0 float32 constant holding the value of the one-element class `v` when it is
+/// known (a `Where` branch of rank at most 4 broadcasts the same either way), else `v`.
+fn scalar_const(eg: &mut EGraph, v: Id) -> Id {
+    let Some(value) = data(eg, v).uniform.as_ref().and_then(|u| u.as_f64()) else {
+        return v;
+    };
+    // The class is float32, so the value converts back exactly.
+    #[allow(clippy::cast_possible_truncation)]
+    let t = eg
+        .analysis
+        .tensors
+        .intern(Tensor::from_f32("", vec![], &[value as f32]));
+    eg.add(Onnx::Const(t))
+}
+
+/// `[1, 1, T, T]` as an int64 shape vector, `T` dim 1 of `keep`.
+fn square_target(eg: &mut EGraph, keep: Id) -> Id {
+    let mut vector = |values: &[i64]| {
+        let len = i64::try_from(values.len()).unwrap_or(i64::MAX);
+        let t = eg
+            .analysis
+            .tensors
+            .intern(Tensor::from_i64("", vec![len], values));
+        eg.add(Onnx::Const(t))
+    };
+    let (ones, one) = (vector(&[1, 1]), vector(&[1]));
+    let keep_shape = add_op(eg, OpNode::new("Shape", ""), vec![keep]);
+    let gather = OpNode::new("Gather", "").with_attr("axis", AttrVal::Int(0));
+    let t = add_op(eg, gather, vec![keep_shape, one]);
+    let concat = OpNode::new("Concat", "").with_attr("axis", AttrVal::Int(0));
+    add_op(eg, concat, vec![ones, t, t])
+}
+
+/// When `bias` is a key-padding mask, adds `Expand(Where(Unsqueeze(keep, [1, 2]), zero, fill),
+/// [1, 1, S, T])` (`S`, `T`: dim 1 of `query_src` and `key_src`) to the e-class of `fed`, the
+/// bias as the fused op takes it (`bias` itself or `bias` expanded to `[B, 1, S, T]`), when the
+/// analysis shows both have the same shape. Needs ONNX opset 13 or later (`Unsqueeze` with an
+/// axes input).
+pub(super) fn add_compact_form(eg: &mut EGraph, bias: Id, fed: Id, query_src: Id, key_src: Id) {
+    if eg.analysis.onnx_opset.is_none_or(|v| v < 13) {
+        return;
+    }
+    let Some((keep, zero, fill)) = key_padding_source(eg, bias) else {
+        return;
+    };
+    // Self-attention (`S = T`, the usual case): the target comes from `keep` alone. Its
+    // sub-DAG is then a few nodes off the mask input, which extraction prices correctly; one
+    // built from the layer's input would carry the whole network before it.
+    let square = match (shape(eg, fed), shape(eg, keep)) {
+        (Some(f), Some(k)) => f.len() == 4 && k.len() == 2 && f[2] == k[1] && f[3] == k[1],
+        _ => false,
+    };
+    let target_shape = if square {
+        square_target(eg, keep)
+    } else {
+        super::mapping::query_key_target(eg, query_src, key_src)
+    };
+    let axes = eg
+        .analysis
+        .tensors
+        .intern(Tensor::from_i64("", vec![2], &[1, 2]));
+    let axes = eg.add(Onnx::Const(axes));
+    // Known fill values become shared scalars, so layers that each carry their own copy of
+    // `0` and `-inf` end up with one compact mask.
+    let (zero, fill) = (scalar_const(eg, zero), scalar_const(eg, fill));
+    let unsqueezed = add_op(eg, OpNode::new("Unsqueeze", ""), vec![keep, axes]);
+    let selected = add_op(eg, OpNode::new("Where", ""), vec![unsqueezed, zero, fill]);
+    let expanded = add_op(eg, OpNode::new("Expand", ""), vec![selected, target_shape]);
+    // `bias[b, 0, q, k] = where(keep[b, k], zero, fill)` for every q, so any broadcast of it to
+    // `[B, 1, S, T]` equals the compact form; the shapes must agree for that.
+    if shape(eg, expanded).is_some() && shape(eg, expanded) == shape(eg, fed) {
+        eg.union(expanded, fed);
+    }
+}
