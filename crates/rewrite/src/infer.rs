@@ -405,6 +405,20 @@ fn infer_single(node: &OpNode, inputs: &[&ClassData], tensors: &TensorTable) -> 
             facts(dtype_of(inputs, 0), shape)
         }
         "GatherElements" => facts(dtype_of(inputs, 0), shape_of(inputs, 1).cloned()),
+        // indices[..-1] + data[batch_dims + r..], r = indices' last dim (known).
+        "GatherND" => {
+            let shape = shape_of(inputs, 0)
+                .zip(shape_of(inputs, 1))
+                .and_then(|(d, i)| {
+                    let batch_dims =
+                        usize::try_from(node.attr_int("batch_dims").unwrap_or(0)).ok()?;
+                    let (last, outer) = i.split_last()?;
+                    let r = usize::try_from(last.as_known()?).ok()?;
+                    let rest = d.get(batch_dims.checked_add(r)?..)?;
+                    (batch_dims <= outer.len()).then(|| outer.iter().chain(rest).cloned().collect())
+                });
+            facts(dtype_of(inputs, 0), shape)
+        }
         "ConstantOfShape" => {
             let dtype = match node.attr("value") {
                 Some(AttrVal::Tensor(t)) => tensors.dtype(*t),

@@ -280,13 +280,15 @@ fn bias_is_compact(model: &Model) -> bool {
         })
 }
 
-/// The TorchScript text exports build their `[B,1,S,T]` keep-mask by gathering the flattened
-/// padding mask at `b*T + k`; the fused models compute it as `Unsqueeze(Cast(mask))` instead
-/// (parity of those models is checked by the tests above, every padding pattern).
+/// The text exports build their `[B,1,S,T]` keep-mask with index arithmetic (TorchScript: a
+/// flat gather at `b*T + k`; dynamo: `GatherND` at `[b, k]`); the fused models compute it as
+/// `Unsqueeze(Cast(mask))` instead (parity of those models is checked by the tests above,
+/// every padding pattern).
 #[test]
-fn torchscript_key_padding_mask_becomes_compact() {
+fn key_padding_masks_become_compact() {
     for name in [
         "bert_eager_ts_op14",
+        "bert_sdpa_dynamo_op18",
         "bert_sdpa_ts_op17",
         "distilbert_eager_ts_op14",
         "roberta_sdpa_ts_op14",
@@ -298,7 +300,7 @@ fn torchscript_key_padding_mask_becomes_compact() {
             .1;
         let candidate = fused(&Model::load(&path).unwrap());
         assert!(bias_is_compact(&candidate), "{name}");
-        for op in ["Range", "Flatten", "GreaterOrEqual"] {
+        for op in ["Range", "Flatten", "GatherND", "GreaterOrEqual"] {
             assert_eq!(
                 candidate
                     .graph

@@ -150,8 +150,80 @@ fn rows_of(eg: &EGraph, c: Id, p: Id, depth: usize) -> bool {
         ("Cast", [x]) | ("Identity", [x]) => {
             dtype(eg, *x) == Some(DataType::Bool) && rows_of(eg, *x, p, depth)
         }
+        // dynamo: `GatherND(p, Concat(b, k))` with `b`, `k` the batch and key counters.
+        ("GatherND", [table, indices]) => {
+            node.attr_int("batch_dims").unwrap_or(0) == 0
+                && is_one(&cs[2])
+                && same(eg, *table, p)
+                && batch_key_indices(eg, *indices, cs, depth)
+        }
         _ => false,
     })
+}
+
+/// True when class `indices` (shape `out + [2]`) holds `[b, k]` at `[b, 0, 0, k]`, for the
+/// `[B, 1, 1, T]` shape `out`: `Concat(Unsqueeze(Expand(count over axis 0), -1),
+/// Unsqueeze(Expand(count over axis 3), -1), axis -1)`.
+fn batch_key_indices(eg: &EGraph, indices: Id, out: &Shape, depth: usize) -> bool {
+    let Some(depth) = depth.checked_sub(1) else {
+        return false;
+    };
+    onnx_nodes(eg, indices).any(|(node, c)| {
+        let rank = i64::try_from(out.len()).unwrap_or(i64::MAX);
+        let last_axis = matches!(node.attr_int("axis"), Some(a) if a == -1 || a == rank);
+        match c {
+            [b, k] if node.is_onnx("Concat") && last_axis => {
+                index_counter(eg, *b, out, depth) == Some(0)
+                    && index_counter(eg, *k, out, depth) == Some(3)
+            }
+            _ => false,
+        }
+    })
+}
+
+/// The axis `a` when class `x` (shape `out + [1]`) holds `i[a]` at index `i + [0]`:
+/// `Unsqueeze(e, [-1])` where `e` has shape `out` and is a broadcast of a tensor whose only
+/// non-unit axis is `a`, of length `out[a]`, counting `0..out[a]` along it.
+fn index_counter(eg: &EGraph, x: Id, out: &Shape, depth: usize) -> Option<usize> {
+    let depth = depth.checked_sub(1)?;
+    let xs = shape(eg, x)?;
+    if xs.len() != out.len() + 1 || xs[..out.len()] != out[..] || !is_one(&xs[out.len()]) {
+        return None;
+    }
+    onnx_nodes(eg, x).find_map(|(node, c)| {
+        let [e, axes] = c else { return None };
+        let rank = i64::try_from(out.len()).ok()?;
+        let axes = data(eg, *axes).value.as_ref()?.as_i64s()?;
+        if !node.is_onnx("Unsqueeze") || !(axes == [-1] || axes == [rank]) {
+            return None;
+        }
+        if shape(eg, *e)? != out {
+            return None;
+        }
+        // `e` itself, or an `Expand` of the counter to `out`.
+        std::iter::once(*e)
+            .chain(
+                onnx_nodes(eg, *e)
+                    .filter(|(n, _)| n.is_onnx("Expand"))
+                    .map(|(_, c)| c[0]),
+            )
+            .find_map(|counter| single_axis_count(eg, counter, out, depth))
+    })
+}
+
+/// The axis `a` when class `x` has the rank of `out`, unit dims except `a` (of length
+/// `out[a]`), and counts `0..out[a]` along `a`.
+fn single_axis_count(eg: &EGraph, x: Id, out: &Shape, depth: usize) -> Option<usize> {
+    let xs = shape(eg, x)?;
+    if xs.len() != out.len() {
+        return None;
+    }
+    let mut non_unit = (0..xs.len()).filter(|&i| !is_one(&xs[i]));
+    let axis = non_unit.next()?;
+    if non_unit.next().is_some() || xs[axis] != out[axis] {
+        return None;
+    }
+    (iota(eg, x, depth)? == xs[axis]).then_some(axis)
 }
 
 /// True when class `v` is a one-element float32 tensor of rank at most 4 (a `Where` branch
@@ -273,5 +345,144 @@ pub(super) fn add_compact_form(eg: &mut EGraph, bias: Id, fed: Id, query_src: Id
     // `[B, 1, S, T]` equals the compact form; the shapes must agree for that.
     if shape(eg, expanded).is_some() && shape(eg, expanded) == shape(eg, fed) {
         eg.union(expanded, fed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use transfuse_ir::{AttrValue, Dim, Graph, Node, ValueInfo};
+
+    use super::*;
+
+    /// A mask graph: `attention_mask: [batch, seq]` int64 in, the bias `[batch, 1, 1, seq]`
+    /// out, built by `body` from the bool keep-mask `keep`.
+    struct MaskGraph {
+        graph: Graph,
+        count: usize,
+    }
+
+    impl MaskGraph {
+        fn new() -> MaskGraph {
+            let mut graph = Graph::default();
+            let dims = vec![Dim::Symbol("batch".into()), Dim::Symbol("seq".into())];
+            graph.inputs.push(ValueInfo::tensor(
+                "attention_mask",
+                DataType::Int64,
+                Some(dims),
+            ));
+            let mut g = MaskGraph { graph, count: 0 };
+            g.node(
+                "Cast",
+                &["attention_mask"],
+                vec![("to", AttrValue::Int(DataType::Bool.code().into()))],
+            );
+            g
+        }
+
+        fn node(&mut self, op: &str, inputs: &[&str], attrs: Vec<(&str, AttrValue)>) -> String {
+            self.count += 1;
+            let out = format!("v{}", self.count);
+            let inputs = inputs.iter().map(|s| s.to_string()).collect();
+            let mut node = Node::new(op, "", inputs, vec![out.clone()]);
+            for (k, v) in attrs {
+                node = node.with_attr(k, v);
+            }
+            self.graph.nodes.push(node);
+            out
+        }
+
+        fn ints(&mut self, values: &[i64]) -> String {
+            self.count += 1;
+            let name = format!("c{}", self.count);
+            let len = i64::try_from(values.len()).unwrap();
+            let dims = if values.len() == 1 { vec![] } else { vec![len] };
+            self.graph
+                .add_initializer(Tensor::from_i64(&name, dims, values));
+            name
+        }
+
+        fn ints_1d(&mut self, values: &[i64]) -> String {
+            self.count += 1;
+            let name = format!("c{}", self.count);
+            let len = i64::try_from(values.len()).unwrap();
+            self.graph
+                .add_initializer(Tensor::from_i64(&name, vec![len], values));
+            name
+        }
+
+        /// `Range(0, dim(attention_mask, axis), 1)` unsqueezed to rank 4 along `place`.
+        fn counter(&mut self, axis: i64, place: usize) -> String {
+            let shape = self.node("Shape", &["attention_mask"], vec![]);
+            let index = self.ints(&[axis]);
+            let n = self.node("Gather", &[&shape, &index], vec![]);
+            let (zero, one) = (self.ints(&[0]), self.ints(&[1]));
+            let range = self.node("Range", &[&zero, &n, &one], vec![]);
+            let axes: Vec<i64> = (0..4).filter(|&a| a != place as i64).collect();
+            let axes = self.ints_1d(&axes);
+            self.node("Unsqueeze", &[&range, &axes], vec![])
+        }
+
+        /// The dynamo form: `GatherND(keep, Concat(b, k))`, components in `order`.
+        fn dynamo(mut self, swap: bool, key_place: usize) -> (Graph, String) {
+            let b = self.counter(0, 0);
+            let k = self.counter(1, key_place);
+            let max = self.node("Max", &[&b, &k], vec![]);
+            let target = self.node("Shape", &[&max], vec![]);
+            let last = self.ints_1d(&[-1]);
+            let mut parts = Vec::new();
+            for c in [&b, &k] {
+                let e = self.node("Expand", &[c, &target], vec![]);
+                parts.push(self.node("Unsqueeze", &[&e, &last], vec![]));
+            }
+            if swap {
+                parts.reverse();
+            }
+            let indices = self.node(
+                "Concat",
+                &[&parts[0], &parts[1]],
+                vec![("axis", AttrValue::Int(-1))],
+            );
+            let gathered = self.node("GatherND", &["v1", &indices], vec![]);
+            self.finish(&gathered)
+        }
+
+        fn finish(mut self, keep_rows: &str) -> (Graph, String) {
+            self.count += 1;
+            let (zero, fill) = (format!("z{}", self.count), format!("f{}", self.count));
+            self.graph
+                .add_initializer(Tensor::from_f32(&zero, vec![], &[0.0]));
+            self.graph
+                .add_initializer(Tensor::from_f32(&fill, vec![], &[f32::MIN]));
+            let bias = self.node("Where", &[keep_rows, &zero, &fill], vec![]);
+            self.graph
+                .outputs
+                .push(ValueInfo::tensor(&bias, DataType::Float, None));
+            self.graph.check().unwrap();
+            (self.graph, bias)
+        }
+    }
+
+    fn proven(graph: &Graph, bias: &str) -> bool {
+        let (mut eg, imported) = crate::import::import(graph).unwrap();
+        eg.rebuild();
+        let id = imported.names.iter().find(|(n, _)| n == bias).unwrap().1;
+        key_padding_source(&eg, id).is_some()
+    }
+
+    #[test]
+    fn dynamo_gather_nd_mask_is_a_key_padding_mask() {
+        let (graph, bias) = MaskGraph::new().dynamo(false, 3);
+        assert!(proven(&graph, &bias));
+    }
+
+    #[test]
+    fn swapped_or_misplaced_counters_are_not() {
+        // `keep[k, b]` (only valid when batch = seq), and the key counter on the query axis.
+        let (graph, bias) = MaskGraph::new().dynamo(true, 3);
+        assert!(!proven(&graph, &bias));
+        let (graph, bias) = MaskGraph::new().dynamo(false, 2);
+        assert!(!proven(&graph, &bias));
     }
 }
