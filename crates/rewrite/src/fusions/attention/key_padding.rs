@@ -288,6 +288,35 @@ fn scalar_const(eg: &mut EGraph, v: Id) -> Id {
     eg.add(Onnx::Const(t))
 }
 
+/// Fills at or below this are absorbed by any realistic score (`|s| < 1e31`): `s + fill`
+/// rounds to `fill` in f32, so adding the fill (ONNX Runtime's CPU kernel, the exporter's
+/// graph) and replacing the score by it (its CUDA kernels) give the same scores.
+const ABSORBING_FILL: f64 = -1e37;
+
+/// `(mask, fill)` for `Attention`'s 2-D `mask_index` input when `bias` is a key-padding mask
+/// that adds exactly `0` where kept and a finite absorbing `fill` where masked, and `keep` is
+/// `[B, T]` with `B`, `T` the batch and sequence of the attention input `x`: `mask` is
+/// `Cast(keep, int32)`, exactly 0/1, so ONNX Runtime's `mask > 0` test matches the
+/// exporter's `mask != 0`. The 2-D mask skips the `[B, 1, S, T]` float bias entirely.
+pub(super) fn raw_key_mask(eg: &mut EGraph, bias: Id, x: Id) -> Option<(Id, f32)> {
+    if eg.analysis.onnx_opset.is_none_or(|v| v < 13) {
+        return None;
+    }
+    let (keep, zero, fill) = key_padding_source(eg, bias)?;
+    let number = |id: Id| data(eg, id).uniform.as_ref().and_then(|u| u.as_f64());
+    let (zero, fill) = (number(zero)?, number(fill)?);
+    let (ks, xs) = (shape(eg, keep)?, shape(eg, x)?);
+    let fits = ks.len() == 2 && xs.len() == 3 && ks[0] == xs[0] && ks[1] == xs[1];
+    if zero != 0.0 || !fill.is_finite() || fill > ABSORBING_FILL || !fits {
+        return None;
+    }
+    let to_int32 =
+        OpNode::new("Cast", "").with_attr("to", AttrVal::Int(i64::from(DataType::Int32.code())));
+    // The class holds float32 values, so the fill converts back exactly.
+    #[allow(clippy::cast_possible_truncation)]
+    Some((add_op(eg, to_int32, vec![keep]), fill as f32))
+}
+
 /// `[1, 1, T, T]` as an int64 shape vector, `T` dim 1 of `keep`.
 fn square_target(eg: &mut EGraph, keep: Id) -> Id {
     let mut vector = |values: &[i64]| {

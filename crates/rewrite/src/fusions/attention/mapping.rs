@@ -445,16 +445,28 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     // Packed Attention; weights are copied only once every other condition holds.
     if let Some(projection) = projection(eg, &core) {
         let x = projection.input();
-        let bias = attention_bias(eg, core.bias, x, x).ok()?;
+        // A key-padding mask goes in as a 2-D mask_index when that is exact (see
+        // `raw_key_mask`), else as attention_bias.
+        let raw_mask = super::key_padding::raw_key_mask(eg, core.bias, x);
+        let bias = match raw_mask {
+            Some(_) => None,
+            None => attention_bias(eg, core.bias, x, x).ok()?,
+        };
         if let Some((weight, packed_bias)) = packed_weights(eg, &projection) {
             let (w, b) = (
                 eg.add(Onnx::Const(weight)),
                 eg.add(Onnx::Const(packed_bias)),
             );
-            let inputs = with_bias(eg, vec![x, w, b], bias);
-            let node = OpNode::new("Attention", MS_DOMAIN)
+            let mut node = OpNode::new("Attention", MS_DOMAIN)
                 .with_attr("num_heads", heads.clone())
                 .with_attr("scale", scale.clone());
+            let inputs = match raw_mask {
+                Some((mask, fill)) => {
+                    node = node.with_attr("mask_filter_value", AttrVal::Float(F32Bits::new(fill)));
+                    vec![x, w, b, mask]
+                }
+                None => with_bias(eg, vec![x, w, b], bias),
+            };
             fused = Some((add_op(eg, node, inputs), bias));
         }
     }
