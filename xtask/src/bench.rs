@@ -55,6 +55,10 @@ pub struct Args {
     /// Untimed runs of every configuration before the rounds.
     #[arg(long, default_value_t = 3)]
     warmup: usize,
+    /// Split the rounds into this many epochs, with new ONNX Runtime sessions for each (so one
+    /// session instance that stays slow on a shared machine weighs on part of the rounds only).
+    #[arg(long, default_value_t = 3)]
+    session_epochs: usize,
     /// Sequence lengths of text models (batch 1).
     #[arg(long, value_delimiter = ',', default_values_t = [32usize, 128])]
     seqs: Vec<usize>,
@@ -317,7 +321,7 @@ fn read_run(path: &Path) -> Result<BenchRun> {
 
 /// The page's introduction: what was measured and how to reproduce it.
 const PREAMBLE: &str = "\
-What `cargo xtask bench` measures, per model (batch 1; BERT-base at sequence lengths 32 and 128, ViT-B/16 at 224x224; random weights, generated inputs): the original model in ONNX Runtime with its graph optimizations disabled and all on; ONNX Runtime's Python transformers optimizer (the peer, `--opt_level 0`) and transfuse (all fusions, and all but attention), each followed by ONNX Runtime with all optimizations on; and OpenVINO on the original model where it installs. All configurations of a case run interleaved, one run each per round in rotating order, after warm-up runs; the tables give the median and the minimum, and ratios are taken per round, so a slow phase of a shared machine hits both sides of a ratio. PyTorch, BetterTransformer and TensorRT rows of the original experiment cannot run here and are left out.
+What `cargo xtask bench` measures, per model (batch 1; BERT-base at sequence lengths 32 and 128, ViT-B/16 at 224x224; random weights, generated inputs): the original model in ONNX Runtime with its graph optimizations disabled and all on; ONNX Runtime's Python transformers optimizer (the peer, `--opt_level 0`) and transfuse (all fusions, and all but attention), each followed by ONNX Runtime with all optimizations on; and OpenVINO on the original model where it installs. All configurations of a case run interleaved, one run each per round in rotating order, after warm-up runs, with every ONNX Runtime session created anew (and run once untimed) at the start of each third of the rounds; the tables give the median and the minimum, and ratios are taken per round, so a slow phase of a shared machine hits both sides of a ratio. PyTorch, BetterTransformer and TensorRT rows of the original experiment cannot run here and are left out.
 
 Reproduce: `cargo xtask bench` (this machine's run at 2 threads; it creates the Python virtual environment for the peer and OpenVINO under `target/bench/venv` and materializes the models), and on a machine with many cores and a GPU `xtask bench --threads 16 --no-publish` and `xtask bench --provider cuda --threads 16 --no-publish` (a binary built with `--features cuda`, ONNX Runtime's CUDA build in `ORT_DYLIB_PATH`), whose JSON files, copied into `xtask/bench/results/`, are added as columns whenever the page is published (`cargo xtask bench --render-only` publishes them with no new measurement).";
 
@@ -435,6 +439,7 @@ fn measure(args: &Args, json: &Path) -> Result<BenchRun> {
         threads: args.threads,
         provider: args.provider,
         rounds: args.rounds,
+        session_epochs: args.session_epochs,
         warmup: args.warmup,
         gap: Duration::from_millis(args.gap_ms),
         parity_batch_text: args.parity_batch,

@@ -28,6 +28,12 @@ pub struct Settings {
     pub provider: ExecutionProvider,
     /// Timed rounds.
     pub rounds: usize,
+    /// The rounds are split into this many epochs; every ONNX Runtime session is created
+    /// anew (and warmed up once) at the start of each epoch after the first. On a shared
+    /// machine one session can stay slow for all its runs (seen at 2 threads: one
+    /// configuration 30% slower for a whole case while the others were normal); with fresh
+    /// sessions such an instance covers only part of the rounds.
+    pub session_epochs: usize,
     /// Untimed runs of each configuration first.
     pub warmup: usize,
     /// Pause between two runs, so the thread pool of the previous session stops spinning.
@@ -257,7 +263,19 @@ pub fn measure_case(
         ));
     }
     let n = runners.len();
+    let epochs = settings.session_epochs.clamp(1, settings.rounds.max(1));
     for round in 0..settings.rounds {
+        if round > 0 && round * epochs % settings.rounds < epochs {
+            renew_sessions(
+                &mut runners,
+                runtime,
+                subject,
+                settings,
+                &timed_inputs,
+                &timed_dir,
+                &case_dir,
+            );
+        }
         for k in 0..n {
             let runner = &mut runners[(round + k) % n];
             let sample = if runner.error.is_none() {
@@ -369,6 +387,44 @@ fn start_engine(
         .collect();
     let prepared = session.prepare(&named)?;
     Ok(Engine::Ort { session, prepared })
+}
+
+/// Replaces every working ONNX Runtime session by a new one of the same configuration and
+/// runs it once untimed (OpenVINO's driver process is kept). A session that fails to come
+/// back marks its configuration failed.
+fn renew_sessions(
+    runners: &mut [Runner],
+    runtime: &'static OrtRuntime,
+    subject: &Subject<'_>,
+    settings: &Settings,
+    inputs: &[Tensor],
+    timed_dir: &Path,
+    case_dir: &Path,
+) {
+    for runner in runners.iter_mut().filter(|r| r.error.is_none()) {
+        if matches!(runner.engine, Engine::OpenVino(_)) {
+            continue;
+        }
+        let renewed = start_engine(
+            runtime,
+            subject,
+            runner.config,
+            settings,
+            inputs,
+            timed_dir,
+            case_dir,
+        );
+        match renewed {
+            Ok(engine) => {
+                runner.engine = engine;
+                if let Err(e) = runner.time() {
+                    runner.error = Some(format!("{e:#}"));
+                }
+                std::thread::sleep(settings.gap);
+            }
+            Err(e) => runner.error = Some(format!("renewing the session: {e:#}")),
+        }
+    }
 }
 
 /// The ratio pairs reported: (numerator, denominator).
