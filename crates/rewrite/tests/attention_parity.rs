@@ -257,47 +257,44 @@ fn producer<'a>(model: &'a Model, name: &str) -> Option<&'a transfuse_ir::Node> 
         .find(|n| n.outputs.iter().any(|o| o == name))
 }
 
-/// True when every Attention's bias is the compact key-padding form
-/// `Expand(Where(Unsqueeze(Cast(mask)), zero, fill), shape)`.
-fn bias_is_compact(model: &Model) -> bool {
-    let attention: Vec<_> = model
+/// True when the model has Attention nodes and `check` holds for each.
+fn every_attention(model: &Model, check: impl Fn(&transfuse_ir::Node) -> bool) -> bool {
+    let mut attention = model
         .graph
         .nodes
         .iter()
         .filter(|n| n.op_type == "Attention")
-        .collect();
-    !attention.is_empty()
-        && attention.iter().all(|a| {
-            let chain = ["Expand", "Where", "Unsqueeze", "Cast"];
-            let mut value = a.inputs.get(5).cloned().unwrap_or_default();
-            chain.iter().all(|op| match producer(model, &value) {
-                Some(n) if n.op_type == *op => {
-                    value = n.inputs[0].clone();
-                    true
-                }
-                _ => false,
-            })
+        .peekable();
+    attention.peek().is_some() && attention.all(check)
+}
+
+/// True when every Attention's bias is the compact key-padding form
+/// `Expand(Where(Unsqueeze(Cast(mask)), zero, fill), shape)`.
+fn bias_is_compact(model: &Model) -> bool {
+    every_attention(model, |a| {
+        let chain = ["Expand", "Where", "Unsqueeze", "Cast"];
+        let mut value = a.inputs.get(5).cloned().unwrap_or_default();
+        chain.iter().all(|op| match producer(model, &value) {
+            Some(n) if n.op_type == *op => {
+                value = n.inputs[0].clone();
+                true
+            }
+            _ => false,
         })
+    })
 }
 
 /// True when every Attention takes the padding mask as a 2-D `mask_index`
 /// `Cast(Cast(mask, bool), int32)` with the exporter's fill as `mask_filter_value`, and no bias.
 fn mask_is_raw_index(model: &Model, fill: f32) -> bool {
-    let attention: Vec<_> = model
-        .graph
-        .nodes
-        .iter()
-        .filter(|n| n.op_type == "Attention")
-        .collect();
-    !attention.is_empty()
-        && attention.iter().all(|a| {
-            let cast = a.inputs.get(3).and_then(|m| producer(model, m));
-            let keep = cast.and_then(|c| producer(model, &c.inputs[0]));
-            cast.is_some_and(|c| c.op_type == "Cast" && c.attr_int("to") == Some(6))
-                && keep.is_some_and(|k| k.op_type == "Cast" && k.attr_int("to") == Some(9))
-                && a.inputs.get(5).is_none_or(String::is_empty)
-                && a.attr_float("mask_filter_value") == Some(fill)
-        })
+    every_attention(model, |a| {
+        let cast = a.inputs.get(3).and_then(|m| producer(model, m));
+        let keep = cast.and_then(|c| producer(model, &c.inputs[0]));
+        cast.is_some_and(|c| c.op_type == "Cast" && c.attr_int("to") == Some(6))
+            && keep.is_some_and(|k| k.op_type == "Cast" && k.attr_int("to") == Some(9))
+            && a.inputs.get(5).is_none_or(String::is_empty)
+            && a.attr_float("mask_filter_value") == Some(fill)
+    })
 }
 
 /// The text exports build their `[B,1,S,T]` keep-mask with index arithmetic (TorchScript: a
