@@ -1,18 +1,21 @@
 //! Key-padding masks: a proof that an attention bias is `where(keep[b, k], zero, fill)` for a
-//! `[B, T]` boolean `keep`, and its cheap equivalent.
+//! `[B, T]` boolean `keep`, and its cheap equivalents.
 //!
-//! TorchScript exports of transformers 5 build the `[B, 1, S, T]` keep-mask with index
-//! arithmetic: the padding mask is flattened and gathered at `b * T + k`, reshaped, and-ed with
-//! an all-true query mask and expanded (`docs/attention-forms.md`, 1.5). That is about forty
-//! small nodes that ONNX Runtime runs on every inference, which costs about a tenth of a BERT
-//! forward pass on GPU. When the proof below holds, the bias's e-class also gets
-//! `Expand(Where(Unsqueeze(keep, [1, 2]), zero, fill), [1, 1, S, T])`, which computes the same
-//! values, and extraction takes the cheaper form.
+//! The text exports of transformers 5 build the `[B, 1, S, T]` keep-mask with index
+//! arithmetic (`docs/attention-forms.md`, 1.5): TorchScript flattens the padding mask and
+//! gathers it at `b * T + k`; dynamo uses `GatherND(keep, [b, k])`; both then and it with an
+//! all-true query mask and expand. That is twenty to forty small nodes that ONNX Runtime runs
+//! on every inference, about a tenth of a BERT forward pass on GPU. When the proof below
+//! holds, packed `Attention` takes `Cast(keep, int32)` as an exact 2-D `mask_index`
+//! ([`raw_key_mask`]), or else the bias's e-class also gets
+//! `Expand(Where(Unsqueeze(keep, [1, 2]), zero, fill), [1, 1, S, T])` ([`add_compact_form`]),
+//! which computes the same values, and extraction takes the cheaper form.
 //!
 //! The proof works on three facts, each holding if *some* e-node of a class satisfies it:
 //! - `iota(x) = n`: the elements of `x` in row-major order are `0, 1, …, n - 1`;
 //! - `row_major_copy(x, p)`: `x` holds the elements of `p` in `p`'s row-major order (any shape);
-//! - `rows_of(c, p)`: `c` has shape `[B, 1, S, T]` (with `p: [B, T]`) and `c[b, 0, q, k] = p[b, k]`.
+//! - `rows_of(c, p)`: `c` has shape `[B, 1, S, T]` (with `p: [B, T]`) and `c[b, 0, q, k] = p[b, k]`
+//!   (a `GatherND` at `[b, k]` counters gives it directly).
 
 use egg::Id;
 use transfuse_ir::{DataType, Tensor};
