@@ -260,6 +260,17 @@ pub fn add_f32(eg: &mut EGraph, dims: Vec<i64>, values: &[f32]) -> Id {
     eg.add(Onnx::Const(t))
 }
 
+/// Adds a 1-D `int64` constant made by a rule (interned like [`add_f32`]): axes, indices,
+/// shape pieces.
+pub fn add_i64_vector(eg: &mut EGraph, values: &[i64]) -> Id {
+    let len = i64::try_from(values.len()).unwrap_or(i64::MAX);
+    let t = eg
+        .analysis
+        .tensors
+        .intern(transfuse_ir::Tensor::from_i64("", vec![len], values));
+    eg.add(Onnx::Const(t))
+}
+
 /// Adds the "omitted optional input" leaf.
 pub fn absent(eg: &mut EGraph) -> Id {
     eg.add(Onnx::Absent)

@@ -20,10 +20,10 @@
 use egg::Id;
 use transfuse_ir::{DataType, Tensor};
 
-use super::mask::all_true;
+use super::mask::{all_true, onnx_nodes};
 use crate::analysis::EGraph;
 use crate::lang::{AttrVal, Onnx, OpNode};
-use crate::rule::{add_op, data, dtype, same, shape};
+use crate::rule::{add_i64_vector, add_op, data, dtype, same, shape};
 use crate::symbolic::{Shape, SymDim};
 
 /// How deep a proof may look (the TorchScript mask is about ten nodes deep).
@@ -31,16 +31,6 @@ const MAX_DEPTH: usize = 16;
 
 /// Ops that keep the row-major order (and count) of their input 0's elements.
 const ORDER_PRESERVING: &[&str] = &["Reshape", "Flatten", "Unsqueeze", "Squeeze", "Identity"];
-
-/// The ONNX-domain e-nodes of class `id` as `(op, attributes, children)`.
-fn onnx_nodes(eg: &EGraph, id: Id) -> impl Iterator<Item = (&OpNode, &[Id])> {
-    eg[id].nodes.iter().filter_map(|n| match n {
-        Onnx::Op(d, c) if d.domain.as_str().is_empty() || d.domain.as_str() == "ai.onnx" => {
-            Some((d, c.as_slice()))
-        }
-        _ => None,
-    })
-}
 
 fn is_one(d: &SymDim) -> bool {
     d.as_known() == Some(1)
@@ -302,9 +292,6 @@ const ABSORBING_FILL: f64 = -1e37;
 /// `Cast(keep, int32)`, exactly 0/1, so ONNX Runtime's `mask > 0` test matches the
 /// exporter's `mask != 0`. The 2-D mask skips the `[B, 1, S, T]` float bias entirely.
 pub(super) fn raw_key_mask(eg: &mut EGraph, bias: Id, x: Id) -> Option<(Id, f32)> {
-    if eg.analysis.onnx_opset.is_none_or(|v| v < 13) {
-        return None;
-    }
     let (keep, zero, fill) = key_padding_source(eg, bias)?;
     let number = |id: Id| data(eg, id).uniform.as_ref().and_then(|u| u.as_f64());
     let (zero, fill) = (number(zero)?, number(fill)?);
@@ -318,24 +305,6 @@ pub(super) fn raw_key_mask(eg: &mut EGraph, bias: Id, x: Id) -> Option<(Id, f32)
     // The class holds float32 values, so the fill converts back exactly.
     #[allow(clippy::cast_possible_truncation)]
     Some((add_op(eg, to_int32, vec![keep]), fill as f32))
-}
-
-/// `[1, 1, T, T]` as an int64 shape vector, `T` dim 1 of `keep`.
-fn square_target(eg: &mut EGraph, keep: Id) -> Id {
-    let mut vector = |values: &[i64]| {
-        let len = i64::try_from(values.len()).unwrap_or(i64::MAX);
-        let t = eg
-            .analysis
-            .tensors
-            .intern(Tensor::from_i64("", vec![len], values));
-        eg.add(Onnx::Const(t))
-    };
-    let (ones, one) = (vector(&[1, 1]), vector(&[1]));
-    let keep_shape = add_op(eg, OpNode::new("Shape", ""), vec![keep]);
-    let gather = OpNode::new("Gather", "").with_attr("axis", AttrVal::Int(0));
-    let t = add_op(eg, gather, vec![keep_shape, one]);
-    let concat = OpNode::new("Concat", "").with_attr("axis", AttrVal::Int(0));
-    add_op(eg, concat, vec![ones, t, t])
 }
 
 /// When `bias` is a key-padding mask, adds `Expand(Where(Unsqueeze(keep, [1, 2]), zero, fill),
@@ -358,15 +327,11 @@ pub(super) fn add_compact_form(eg: &mut EGraph, bias: Id, fed: Id, query_src: Id
         _ => false,
     };
     let target_shape = if square {
-        square_target(eg, keep)
+        super::mapping::query_key_target(eg, keep, keep)
     } else {
         super::mapping::query_key_target(eg, query_src, key_src)
     };
-    let axes = eg
-        .analysis
-        .tensors
-        .intern(Tensor::from_i64("", vec![2], &[1, 2]));
-    let axes = eg.add(Onnx::Const(axes));
+    let axes = add_i64_vector(eg, &[1, 2]);
     // Known fill values become shared scalars, so layers that each carry their own copy of
     // `0` and `-inf` end up with one compact mask.
     let (zero, fill) = (scalar_const(eg, zero), scalar_const(eg, fill));

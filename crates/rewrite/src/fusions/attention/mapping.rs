@@ -20,7 +20,9 @@ use crate::INTERNAL_DOMAIN;
 use crate::analysis::EGraph;
 use crate::error::RewriteError;
 use crate::lang::{AttrVal, F32Bits, Onnx, OpNode, TensorId};
-use crate::rule::{Match, Rewrite, absent, add_f32, add_op, dtype, ops, rule, same, shape};
+use crate::rule::{
+    Match, Rewrite, absent, add_f32, add_i64_vector, add_op, dtype, ops, rule, same, shape,
+};
 use crate::symbolic::{Shape, SymDim};
 use crate::tensors::TensorOrigin;
 
@@ -329,11 +331,7 @@ fn is_absent(eg: &EGraph, id: Id) -> bool {
 /// `[1]`-shaped int64 vector holding dim 1 of `t` (its sequence length).
 fn sequence_length(eg: &mut EGraph, t: Id) -> Id {
     let shape_node = add_op(eg, OpNode::new("Shape", ""), vec![t]);
-    let one = eg
-        .analysis
-        .tensors
-        .intern(Tensor::from_i64("", vec![1], &[1]));
-    let index = eg.add(Onnx::Const(one));
+    let index = add_i64_vector(eg, &[1]);
     add_op(
         eg,
         OpNode::new("Gather", "").with_attr("axis", AttrVal::Int(0)),
@@ -374,11 +372,7 @@ fn attention_bias(eg: &mut EGraph, bias: Id, query_src: Id, key_src: Id) -> Resu
 
 /// `[1, 1, S, T]` as an int64 shape vector, `S` and `T` dim 1 of `query_src` and `key_src`.
 pub(super) fn query_key_target(eg: &mut EGraph, query_src: Id, key_src: Id) -> Id {
-    let ones = eg
-        .analysis
-        .tensors
-        .intern(Tensor::from_i64("", vec![2], &[1, 1]));
-    let ones = eg.add(Onnx::Const(ones));
+    let ones = add_i64_vector(eg, &[1, 1]);
     let s = sequence_length(eg, query_src);
     let t = sequence_length(eg, key_src);
     add_op(
@@ -399,14 +393,11 @@ fn materialize(eg: &mut EGraph, t: Id) -> Option<Id> {
         return Some(t);
     }
     let (start, end, src) = *columns_in(eg, t).first()?;
-    let mut vector = |v: i64| {
-        let id = eg
-            .analysis
-            .tensors
-            .intern(Tensor::from_i64("", vec![1], &[v]));
-        eg.add(Onnx::Const(id))
-    };
-    let (starts, ends, axes) = (vector(start), vector(end), vector(-1));
+    let (starts, ends, axes) = (
+        add_i64_vector(eg, &[start]),
+        add_i64_vector(eg, &[end]),
+        add_i64_vector(eg, &[-1]),
+    );
     let slice = add_op(eg, OpNode::new("Slice", ""), vec![src, starts, ends, axes]);
     eg.union(slice, t);
     Some(eg.find(t))

@@ -8,7 +8,7 @@ use egg::Id;
 use transfuse_ir::DataType;
 
 use crate::analysis::EGraph;
-use crate::lang::Onnx;
+use crate::lang::{Onnx, OpNode};
 use crate::rule::{data, dtype};
 
 /// How deep a proof may look (mask subgraphs are a handful of nodes deep).
@@ -25,18 +25,15 @@ const VALUE_PRESERVING: &[&str] = &[
     "Identity",
 ];
 
-/// `(op type, children)` of the ONNX-domain e-nodes of class `id`.
-fn onnx_nodes(eg: &EGraph, id: Id) -> Vec<(String, Vec<Id>, Option<i64>)> {
-    eg[id]
-        .nodes
-        .iter()
-        .filter_map(|n| match n {
-            Onnx::Op(d, c) if d.domain.as_str().is_empty() || d.domain.as_str() == "ai.onnx" => {
-                Some((d.op.to_string(), c.clone(), d.attr_int("to")))
-            }
-            _ => None,
-        })
-        .collect()
+/// The ONNX-domain e-nodes of class `id` with their children (shared by the mask proofs
+/// here and in `key_padding.rs`).
+pub(super) fn onnx_nodes(eg: &EGraph, id: Id) -> impl Iterator<Item = (&OpNode, &[Id])> {
+    eg[id].nodes.iter().filter_map(|n| match n {
+        Onnx::Op(d, c) if d.domain.as_str().is_empty() || d.domain.as_str() == "ai.onnx" => {
+            Some((d, c.as_slice()))
+        }
+        _ => None,
+    })
 }
 
 fn uniform_number(eg: &EGraph, id: Id) -> Option<f64> {
@@ -53,27 +50,25 @@ fn min_value(eg: &EGraph, id: Id, depth: usize) -> Option<f64> {
         return values.into_iter().reduce(f64::min);
     }
     let depth = depth.checked_sub(1)?;
-    onnx_nodes(eg, id)
-        .into_iter()
-        .find_map(|(op, c, to)| match op.as_str() {
-            "Range" => {
-                let (start, delta) = (
-                    uniform_number(eg, *c.first()?)?,
-                    uniform_number(eg, *c.get(2)?)?,
-                );
-                (delta >= 0.0).then_some(start)
-            }
-            "Cast" => {
-                // Integer and float casts are monotone; bool casts are not about order.
-                let to = DataType::from_code(i32::try_from(to?).ok()?);
-                let from = dtype(eg, *c.first()?)?;
-                (to != DataType::Bool && from != DataType::Bool)
-                    .then(|| min_value(eg, c[0], depth))
-                    .flatten()
-            }
-            _ if VALUE_PRESERVING.contains(&op.as_str()) => min_value(eg, *c.first()?, depth),
-            _ => None,
-        })
+    onnx_nodes(eg, id).find_map(|(node, c)| match node.op.as_str() {
+        "Range" => {
+            let (start, delta) = (
+                uniform_number(eg, *c.first()?)?,
+                uniform_number(eg, *c.get(2)?)?,
+            );
+            (delta >= 0.0).then_some(start)
+        }
+        "Cast" => {
+            // Integer and float casts are monotone; bool casts are not about order.
+            let to = DataType::from_code(i32::try_from(node.attr_int("to")?).ok()?);
+            let from = dtype(eg, *c.first()?)?;
+            (to != DataType::Bool && from != DataType::Bool)
+                .then(|| min_value(eg, c[0], depth))
+                .flatten()
+        }
+        op if VALUE_PRESERVING.contains(&op) => min_value(eg, *c.first()?, depth),
+        _ => None,
+    })
 }
 
 /// True when every element of the boolean class `id` is provably true.
@@ -88,7 +83,7 @@ fn all_true_at(eg: &EGraph, id: Id, depth: usize) -> bool {
     let Some(depth) = depth.checked_sub(1) else {
         return false;
     };
-    onnx_nodes(eg, id).into_iter().any(|(op, c, to)| match (op.as_str(), c.as_slice()) {
+    onnx_nodes(eg, id).any(|(node, c)| match (node.op.as_str(), c) {
         ("And", [a, b]) => all_true_at(eg, *a, depth) && all_true_at(eg, *b, depth),
         ("Or", [a, b]) => all_true_at(eg, *a, depth) || all_true_at(eg, *b, depth),
         ("GreaterOrEqual", [a, b]) => {
@@ -97,7 +92,7 @@ fn all_true_at(eg: &EGraph, id: Id, depth: usize) -> bool {
         ("Greater", [a, b]) => {
             matches!((min_value(eg, *a, depth), uniform_number(eg, *b)), (Some(lo), Some(bound)) if lo > bound)
         }
-        ("Cast", [x]) => to == Some(i64::from(DataType::Bool.code())) && dtype(eg, *x) == Some(DataType::Bool) && all_true_at(eg, *x, depth),
+        ("Cast", [x]) => node.attr_int("to") == Some(i64::from(DataType::Bool.code())) && dtype(eg, *x) == Some(DataType::Bool) && all_true_at(eg, *x, depth),
         (op, [x, ..]) if VALUE_PRESERVING.contains(&op) => all_true_at(eg, *x, depth),
         _ => false,
     })
@@ -116,16 +111,14 @@ fn all_zero_at(eg: &EGraph, id: Id, depth: usize) -> bool {
     let Some(depth) = depth.checked_sub(1) else {
         return false;
     };
-    onnx_nodes(eg, id)
-        .into_iter()
-        .any(|(op, c, _)| match (op.as_str(), c.as_slice()) {
-            ("Where", [cond, a, b]) => {
-                (all_true_at(eg, *cond, depth) && all_zero_at(eg, *a, depth))
-                    || (all_zero_at(eg, *a, depth) && all_zero_at(eg, *b, depth))
-            }
-            (op, [x, ..]) if VALUE_PRESERVING.contains(&op) => all_zero_at(eg, *x, depth),
-            _ => false,
-        })
+    onnx_nodes(eg, id).any(|(node, c)| match (node.op.as_str(), c) {
+        ("Where", [cond, a, b]) => {
+            (all_true_at(eg, *cond, depth) && all_zero_at(eg, *a, depth))
+                || (all_zero_at(eg, *a, depth) && all_zero_at(eg, *b, depth))
+        }
+        (op, [x, ..]) if VALUE_PRESERVING.contains(&op) => all_zero_at(eg, *x, depth),
+        _ => false,
+    })
 }
 
 /// True when every element of the float class `id` is provably finite: built from finite
@@ -145,20 +138,19 @@ fn all_finite_at(eg: &EGraph, id: Id, depth: usize) -> bool {
     let Some(depth) = depth.checked_sub(1) else {
         return false;
     };
-    onnx_nodes(eg, id)
-        .into_iter()
-        .any(|(op, c, to)| match (op.as_str(), c.as_slice()) {
-            ("Where", [_, a, b]) => all_finite_at(eg, *a, depth) && all_finite_at(eg, *b, depth),
-            // Any integer or boolean converts to a finite float32 (|i64| < 2^63 < f32::MAX).
-            ("Cast", [x]) => match dtype(eg, *x) {
-                Some(from) if !from.is_float() => true,
-                // A float32 -> float32 cast keeps values; narrower targets could overflow.
-                Some(DataType::Float) => {
-                    to == Some(i64::from(DataType::Float.code())) && all_finite_at(eg, *x, depth)
-                }
-                _ => false,
-            },
-            (op, [x, ..]) if VALUE_PRESERVING.contains(&op) => all_finite_at(eg, *x, depth),
+    onnx_nodes(eg, id).any(|(node, c)| match (node.op.as_str(), c) {
+        ("Where", [_, a, b]) => all_finite_at(eg, *a, depth) && all_finite_at(eg, *b, depth),
+        // Any integer or boolean converts to a finite float32 (|i64| < 2^63 < f32::MAX).
+        ("Cast", [x]) => match dtype(eg, *x) {
+            Some(from) if !from.is_float() => true,
+            // A float32 -> float32 cast keeps values; narrower targets could overflow.
+            Some(DataType::Float) => {
+                node.attr_int("to") == Some(i64::from(DataType::Float.code()))
+                    && all_finite_at(eg, *x, depth)
+            }
             _ => false,
-        })
+        },
+        (op, [x, ..]) if VALUE_PRESERVING.contains(&op) => all_finite_at(eg, *x, depth),
+        _ => false,
+    })
 }
