@@ -3,7 +3,8 @@
 //! Loading memory-maps the file and decodes from that map, so weights are slices of it and
 //! are never copied. Saving streams: weights are written straight from their buffers and no
 //! encoded copy of the whole model is built in memory. Saving writes to a temporary file in
-//! the target directory and renames it into place, so a failure leaves no partial model.
+//! the target directory and renames it into place, so a failure leaves no partial model; the
+//! temporary files are staged (see [`crate::staging`]) so an interrupted program can remove them.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -15,14 +16,17 @@ use prost::Message;
 use transfuse_proto as pb;
 
 use crate::convert::{model_from_proto, model_to_proto};
+use crate::staging;
 use crate::tensor::TensorData;
 use crate::{IrError, Model, Result, Tensor};
 
 /// How to store tensor data when saving.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum ExternalData {
-    /// Keep tensors that were loaded from external data external, and move every tensor of
-    /// at least 1 KiB out when the model would exceed protobuf's 2 GiB limit; others inline.
+    /// Keep tensors that were loaded from external data external, and with them every other
+    /// tensor of at least 1 KiB (weights created after loading); in a model without external
+    /// data, move every tensor of at least 1 KiB out when the model would exceed protobuf's
+    /// 2 GiB limit. Others stay inline.
     #[default]
     Auto,
     /// Everything inline (fails for models over 2 GiB).
@@ -116,7 +120,7 @@ impl Model {
         // External tensors: write their bytes first and rewrite their protos as references.
         let mut graph = graph;
         if external.iter().any(|&e| e) {
-            let tmp = temp_path(&data_path);
+            let tmp = staging::temp_path(&data_path);
             let result = write_external(
                 &tmp,
                 &tensors,
@@ -126,30 +130,21 @@ impl Model {
                 options.sync,
             );
             if let Err(e) = result {
-                let _ = std::fs::remove_file(&tmp);
+                staging::discard(&[&tmp]);
                 return Err(e);
             }
             pending.push((tmp, data_path));
         }
 
-        let tmp = temp_path(path);
+        let tmp = staging::temp_path(path);
         let written = write_model_file(&tmp, &proto, graph, options.sync);
         pending.push((tmp, path.to_path_buf()));
         if let Err(e) = written {
-            for (t, _) in &pending {
-                let _ = std::fs::remove_file(t);
-            }
+            let tmps: Vec<&Path> = pending.iter().map(|(t, _)| t.as_path()).collect();
+            staging::discard(&tmps);
             return Err(e);
         }
-        for (i, (tmp, dest)) in pending.iter().enumerate() {
-            if let Err(e) = std::fs::rename(tmp, dest) {
-                for (t, _) in &pending[i..] {
-                    let _ = std::fs::remove_file(t);
-                }
-                return Err(IrError::io("renaming into", dest, e));
-            }
-        }
-        Ok(())
+        staging::commit(&pending)
     }
 
     /// Encodes the whole model into one buffer (inline data). For files prefer [`Model::save`],
@@ -165,7 +160,7 @@ fn write_model_file(
     graph: pb::GraphProto,
     sync: bool,
 ) -> Result<()> {
-    let file = File::create(tmp).map_err(|e| IrError::io("creating", tmp, e))?;
+    let file = staging::create(tmp)?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     write_model(&mut w, proto, graph).map_err(|e| IrError::io("writing", tmp, e))?;
     let file = w
@@ -191,13 +186,6 @@ fn map_file(path: &Path) -> Result<Bytes> {
     // being truncated or rewritten by another process while the model is alive.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| IrError::io("mapping", path, e))?;
     Ok(Bytes::from_owner(map))
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or("model".into(), |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
 fn resolve_external_data(model: &mut Model, base_dir: Option<&Path>) -> Result<()> {
@@ -296,11 +284,15 @@ fn choose_external(tensors: &[&Tensor], policy: &ExternalData, inline_budget: us
                     .iter()
                     .map(|t| t.byte_len() >= 1024 && has_bytes(t))
                     .collect()
-            } else {
+            } else if tensors.iter().any(|t| t.external.is_some()) {
+                // The model keeps its weights outside: so do tensors created since it was
+                // loaded (weights a rewrite combined), from the same size on.
                 tensors
                     .iter()
-                    .map(|t| t.external.is_some() && has_bytes(t))
+                    .map(|t| (t.external.is_some() || t.byte_len() >= 1024) && has_bytes(t))
                     .collect()
+            } else {
+                vec![false; tensors.len()]
             }
         }
     }
@@ -314,7 +306,7 @@ fn write_external(
     graph: &mut pb::GraphProto,
     sync: bool,
 ) -> Result<()> {
-    let file = File::create(tmp).map_err(|e| IrError::io("creating", tmp, e))?;
+    let file = staging::create(tmp)?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let mut offset = 0u64;
     let zeros = [0u8; EXTERNAL_ALIGN as usize];

@@ -23,6 +23,7 @@ mod error;
 mod graph;
 mod io;
 mod model;
+pub mod staging;
 mod tensor;
 pub mod wire;
 
@@ -32,5 +33,6 @@ pub use error::{IrError, Result};
 pub use graph::{AttrValue, Attribute, Dim, Graph, Node, ValueInfo, ValueType};
 pub use io::{ExternalData, SaveOptions};
 pub use model::{MS_DOMAIN, Model, ONNX_DOMAIN, OpsetImport};
+pub use staging::{remove_staged_files, write_file_atomically};
 pub use tensor::{ExternalLocation, Tensor, TensorData, f16_to_f32};
 pub use transfuse_proto as proto;

@@ -192,3 +192,39 @@ fn auto_policy_moves_weights_out_above_the_inline_budget() {
             .any(|t| t.external.is_some())
     );
 }
+
+#[test]
+fn weights_added_to_an_external_data_model_are_written_externally() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::load(models_dir().join("tiny/vit_sdpa_ts_op17.onnx")).unwrap();
+    let ext = dir.path().join("ext.onnx");
+    let opts = SaveOptions {
+        external_data: ExternalData::External { min_bytes: 1024 },
+        ..Default::default()
+    };
+    model.save_with(&ext, &opts).unwrap();
+    let mut loaded = Model::load(&ext).unwrap();
+    // A weight a rewrite would create (4 KiB, no external location) and a small constant.
+    loaded.graph.add_initializer(transfuse_ir::Tensor::from_f32(
+        "new_weight",
+        vec![1024],
+        &[0.5; 1024],
+    ));
+    loaded
+        .graph
+        .add_initializer(transfuse_ir::Tensor::from_f32("new_scalar", vec![], &[2.0]));
+    let again = dir.path().join("again.onnx");
+    loaded.save(&again).unwrap();
+    let reloaded = Model::load(&again).unwrap();
+    let weight = reloaded.graph.initializer("new_weight").unwrap();
+    assert!(weight.external.is_some(), "a new large weight stays inline");
+    assert_eq!(weight.to_f32_vec().unwrap(), vec![0.5; 1024]);
+    assert!(
+        reloaded
+            .graph
+            .initializer("new_scalar")
+            .unwrap()
+            .external
+            .is_none()
+    );
+}
