@@ -76,15 +76,34 @@ fn residual_layer_norm(epsilon: f32) -> Model {
         ValueInfo::tensor("x", DataType::Float, dims()),
         ValueInfo::tensor("h", DataType::Float, dims()),
     ];
-    let values = |n: usize, s: f32| (0..n).map(|i| ((i * 7 % 11) as f32 - 5.0) * s).collect::<Vec<_>>();
+    let values = |n: usize, s: f32| {
+        (0..n)
+            .map(|i| ((i * 7 % 11) as f32 - 5.0) * s)
+            .collect::<Vec<_>>()
+    };
     graph.add_initializer(Tensor::from_f32("w", vec![8, 8], &values(64, 0.1)));
     graph.add_initializer(Tensor::from_f32("bias", vec![8], &values(8, 0.05)));
     graph.add_initializer(Tensor::from_f32("gamma", vec![8], &values(8, 0.2)));
     graph.add_initializer(Tensor::from_f32("beta", vec![8], &values(8, 0.03)));
     graph.nodes = vec![
-        Node::new("MatMul", "", vec!["h".into(), "w".into()], vec!["mm".into()]),
-        Node::new("Add", "", vec!["mm".into(), "bias".into()], vec!["dense".into()]),
-        Node::new("Add", "", vec!["dense".into(), "x".into()], vec!["sum".into()]),
+        Node::new(
+            "MatMul",
+            "",
+            vec!["h".into(), "w".into()],
+            vec!["mm".into()],
+        ),
+        Node::new(
+            "Add",
+            "",
+            vec!["mm".into(), "bias".into()],
+            vec!["dense".into()],
+        ),
+        Node::new(
+            "Add",
+            "",
+            vec!["dense".into(), "x".into()],
+            vec!["sum".into()],
+        ),
         Node::new(
             "LayerNormalization",
             "",
@@ -142,9 +161,15 @@ fn invalid_epsilon_keeps_the_embedding_layer_norm() {
             .find(|n| n.op_type == "LayerNormalization")
             .unwrap();
         first.attributes.retain(|a| a.name != "epsilon");
-        *first = first.clone().with_attr("epsilon", AttrValue::Float(epsilon));
+        *first = first
+            .clone()
+            .with_attr("epsilon", AttrValue::Float(epsilon));
         let out = fused(&changed);
-        assert_eq!(count(&out, "EmbedLayerNormalization"), 0, "epsilon {epsilon}");
+        assert_eq!(
+            count(&out, "EmbedLayerNormalization"),
+            0,
+            "epsilon {epsilon}"
+        );
         let inputs = generate(&changed, 2, 6, Padding::None, 5);
         let expected = onnx_runtime(&changed, &inputs, OptimizationLevel::Disabled).unwrap();
         let got = onnx_runtime(&out, &inputs, OptimizationLevel::Disabled)
@@ -180,15 +205,40 @@ fn set_value(model: &mut Model, name: &str, value: Tensor) {
 #[test]
 fn changed_range_steps_never_give_a_bias_onnx_runtime_refuses() {
     for (name, steps) in [
-        ("bert_eager_ts_op14", vec!["/m/Constant_4_output_0", "/m/Constant_6_output_0", "/m/Constant_8_output_0"]),
-        ("bert_sdpa_ts_op17", vec!["/m/Constant_4_output_0", "/m/Constant_6_output_0", "/m/Constant_8_output_0"]),
-        ("roberta_sdpa_ts_op14", vec!["/m/Constant_4_output_0", "/m/Constant_6_output_0", "/m/Constant_8_output_0"]),
+        (
+            "bert_eager_ts_op14",
+            vec![
+                "/m/Constant_4_output_0",
+                "/m/Constant_6_output_0",
+                "/m/Constant_8_output_0",
+            ],
+        ),
+        (
+            "bert_sdpa_ts_op17",
+            vec![
+                "/m/Constant_4_output_0",
+                "/m/Constant_6_output_0",
+                "/m/Constant_8_output_0",
+            ],
+        ),
+        (
+            "roberta_sdpa_ts_op14",
+            vec![
+                "/m/Constant_4_output_0",
+                "/m/Constant_6_output_0",
+                "/m/Constant_8_output_0",
+            ],
+        ),
         ("bert_sdpa_dynamo_op18", vec!["val_21"]),
     ] {
         for which in 0..steps.len() {
             for step in [2i64, 16, 100] {
                 let mut model = tiny(name);
-                set_value(&mut model, steps[which], Tensor::from_i64("", vec![], &[step]));
+                set_value(
+                    &mut model,
+                    steps[which],
+                    Tensor::from_i64("", vec![], &[step]),
+                );
                 let out = fused(&model);
                 let case = format!("{name}, {} step {step}", steps[which]);
                 for (batch, padding) in [(1, Padding::None), (3, Padding::Right)] {
@@ -201,9 +251,13 @@ fn changed_range_steps_never_give_a_bias_onnx_runtime_refuses() {
                         .unwrap_or_else(|e| panic!("{case}: ONNX Runtime: {e}"));
                     same_results(&expected, &got).unwrap_or_else(|e| panic!("{case}: {e}"));
                     let reference = interpreter(&out, &inputs).unwrap();
-                    same_results(&expected, &reference).unwrap_or_else(|e| panic!("{case}: interpreter: {e}"));
+                    same_results(&expected, &reference)
+                        .unwrap_or_else(|e| panic!("{case}: interpreter: {e}"));
                 }
-                eprintln!("{case}: {} Attention", count(&out, "Attention") + count(&out, "MultiHeadAttention"));
+                eprintln!(
+                    "{case}: {} Attention",
+                    count(&out, "Attention") + count(&out, "MultiHeadAttention")
+                );
             }
         }
     }
@@ -318,8 +372,15 @@ fn created_values_get_value_info() {
     let mut created = 0;
     let mut missing = Vec::new();
     for node in &out.graph.nodes {
-        for (i, value) in node.outputs.iter().enumerate().filter(|(_, v)| !v.is_empty()) {
-            if original.contains(value.as_str()) || out.graph.outputs.iter().any(|o| &o.name == value) {
+        for (i, value) in node
+            .outputs
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| !v.is_empty())
+        {
+            if original.contains(value.as_str())
+                || out.graph.outputs.iter().any(|o| &o.name == value)
+            {
                 continue;
             }
             created += 1;
@@ -332,7 +393,9 @@ fn created_values_get_value_info() {
     assert!(created > 0);
     // Only outputs the analysis has no facts for may lack it: the embedding's mask_index.
     assert!(
-        missing.iter().all(|m| m.starts_with("EmbedLayerNormalization output 1")),
+        missing
+            .iter()
+            .all(|m| m.starts_with("EmbedLayerNormalization output 1")),
         "created values without value_info: {missing:?}"
     );
     // The fused nodes' outputs have shapes: the layer norms' are [batch, sequence, 64].
@@ -342,7 +405,12 @@ fn created_values_get_value_info() {
         .iter()
         .find(|n| n.op_type == "SkipLayerNormalization")
         .unwrap();
-    if let Some(info) = out.graph.value_info.iter().find(|v| v.name == sln.outputs[0]) {
+    if let Some(info) = out
+        .graph
+        .value_info
+        .iter()
+        .find(|v| v.name == sln.outputs[0])
+    {
         assert_eq!(info.shape().unwrap().len(), 3);
     }
 }
@@ -375,7 +443,11 @@ fn models_that_cannot_be_raised_keep_the_decomposed_layer_norm() {
 /// attributes, valid before opset 18), optionally after an inference `BatchNormalization`.
 fn decomposed_layer_norm(opset: i64, with_batch_norm: bool) -> Model {
     use transfuse_ir::{DataType, Dim, Graph, Node, OpsetImport, ValueInfo};
-    let shape = Some(vec![Dim::Symbol("batch".into()), Dim::Known(4), Dim::Known(8)]);
+    let shape = Some(vec![
+        Dim::Symbol("batch".into()),
+        Dim::Known(4),
+        Dim::Known(8),
+    ]);
     let mut graph = Graph {
         name: "ln".into(),
         ..Graph::default()
@@ -384,13 +456,24 @@ fn decomposed_layer_norm(opset: i64, with_batch_norm: bool) -> Model {
     let mut nodes = Vec::new();
     let mut x = "x".to_string();
     if with_batch_norm {
-        for (name, v) in [("bn_scale", 1.5), ("bn_bias", 0.1), ("bn_mean", 0.2), ("bn_var", 2.0)] {
+        for (name, v) in [
+            ("bn_scale", 1.5),
+            ("bn_bias", 0.1),
+            ("bn_mean", 0.2),
+            ("bn_var", 2.0),
+        ] {
             graph.add_initializer(Tensor::from_f32(name, vec![4], &[v; 4]));
         }
         nodes.push(Node::new(
             "BatchNormalization",
             "",
-            vec!["x".into(), "bn_scale".into(), "bn_bias".into(), "bn_mean".into(), "bn_var".into()],
+            vec![
+                "x".into(),
+                "bn_scale".into(),
+                "bn_bias".into(),
+                "bn_mean".into(),
+                "bn_var".into(),
+            ],
             vec!["bn".into()],
         ));
         x = "bn".into();
@@ -440,7 +523,10 @@ fn future_opset_is_refused_naming_the_opset() {
     model.opset_imports[0].version = 99;
     let err = optimize(&model, &OptimizeOptions::default()).unwrap_err();
     assert!(
-        matches!(err, transfuse_rewrite::RewriteError::UnsupportedOpset { version: 99, .. }),
+        matches!(
+            err,
+            transfuse_rewrite::RewriteError::UnsupportedOpset { version: 99, .. }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("opset 99"), "{err}");

@@ -367,7 +367,12 @@ fn attention_bias(
     if bs.len() > 4 {
         return Err(());
     }
-    let full = [qs.first().ok_or(())?.clone(), SymDim::known(heads), s.clone(), t.clone()];
+    let full = [
+        qs.first().ok_or(())?.clone(),
+        SymDim::known(heads),
+        s.clone(),
+        t.clone(),
+    ];
     let fits = bs
         .iter()
         .rev()
@@ -520,7 +525,11 @@ fn nan_guard(eg: &mut EGraph, out: Id, value: Id) -> Option<Id> {
         let axes = add_i64_vector(eg, &[1]);
         add_op(eg, sum, vec![zeroed, axes])
     } else {
-        add_op(eg, sum.with_attr("axes", AttrVal::Ints(Arc::from(vec![1i64]))), vec![zeroed])
+        add_op(
+            eg,
+            sum.with_attr("axes", AttrVal::Ints(Arc::from(vec![1i64]))),
+            vec![zeroed],
+        )
     };
     let nan = add_op(eg, OpNode::new("IsNaN", ""), vec![out]);
     Some(add_op(

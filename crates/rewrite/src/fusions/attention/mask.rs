@@ -120,4 +120,3 @@ fn all_zero_at(eg: &EGraph, id: Id, depth: usize) -> bool {
         _ => false,
     })
 }
-
