@@ -51,11 +51,14 @@ const SEMANTIC_CHANGES: &[(&str, &[i64])] = &[
     ("RoiAlign", &[16]),
 ];
 
+/// One optimization run at the model's opset.
+type Run = fn(&Model, &OptimizeOptions) -> Result<(Model, Report), RewriteError>;
+
 /// [`crate::optimize`]'s opset handling around `run` (the optimization itself).
 pub(crate) fn optimize(
     model: &Model,
     options: &OptimizeOptions,
-    run: fn(&Model, &OptimizeOptions) -> Result<(Model, Report), RewriteError>,
+    run: Run,
 ) -> Result<(Model, Report), RewriteError> {
     let version = model.opset("");
     if let Some(version) = version.filter(|&v| v > MAX_KNOWN_OPSET) {

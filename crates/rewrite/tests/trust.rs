@@ -231,16 +231,12 @@ fn changed_range_steps_never_give_a_bias_onnx_runtime_refuses() {
         ),
         ("bert_sdpa_dynamo_op18", vec!["val_21"]),
     ] {
-        for which in 0..steps.len() {
+        for &constant in &steps {
             for step in [2i64, 16, 100] {
                 let mut model = tiny(name);
-                set_value(
-                    &mut model,
-                    steps[which],
-                    Tensor::from_i64("", vec![], &[step]),
-                );
+                set_value(&mut model, constant, Tensor::from_i64("", vec![], &[step]));
                 let out = fused(&model);
-                let case = format!("{name}, {} step {step}", steps[which]);
+                let case = format!("{name}, {} step {step}", constant);
                 for (batch, padding) in [(1, Padding::None), (3, Padding::Right)] {
                     let inputs = generate(&model, batch, 16, padding, 11);
                     let Ok(expected) = onnx_runtime(&model, &inputs, OptimizationLevel::Disabled)
