@@ -24,6 +24,9 @@
 //! - [`extract`]: DAG-aware greedy extraction (shared subterms paid once). New nodes of an
 //!   op type only a disabled fusion emits are never extracted, nor [`INTERNAL_DOMAIN`] ops.
 //! - [`lower`]: back to ONNX, keeping value names, original nodes and their metadata.
+//! - [`opset`]: a default-domain opset above [`opset::MAX_KNOWN_OPSET`] is refused; an output
+//!   with an op newer than the model's opset is raised to it only where every op means the
+//!   same, else made without that op; created values get `value_info`.
 //!
 //! # How to add a fusion
 //! 1. Create `src/fusions/<name>.rs` with `pub fn rules() -> Result<Vec<Rewrite>, RewriteError>`
