@@ -31,6 +31,18 @@ pub enum RewriteError {
     /// Extraction found no valid graph (a bug in a rule or the extractor).
     #[error("extraction failed: {0}")]
     Extraction(String),
+    /// The model imports a default-domain opset newer than transfuse knows (see
+    /// [`MAX_KNOWN_OPSET`](crate::opset::MAX_KNOWN_OPSET)); its ops may mean something else.
+    #[error(
+        "the model imports ONNX opset {version}, newer than the newest transfuse knows ({max}); \
+         refusing to rewrite ops whose meaning it cannot know"
+    )]
+    UnsupportedOpset {
+        /// The model's default-domain opset.
+        version: i64,
+        /// The newest opset transfuse knows.
+        max: i64,
+    },
     /// The rewritten graph failed the IR's checks.
     #[error("the rewritten graph is invalid: {0}")]
     InvalidGraph(#[from] transfuse_ir::IrError),

@@ -24,6 +24,9 @@
 //! - [`extract`]: DAG-aware greedy extraction (shared subterms paid once). New nodes of an
 //!   op type only a disabled fusion emits are never extracted, nor [`INTERNAL_DOMAIN`] ops.
 //! - [`lower`]: back to ONNX, keeping value names, original nodes and their metadata.
+//! - [`opset`]: a default-domain opset above [`opset::MAX_KNOWN_OPSET`] is refused; an output
+//!   with an op newer than the model's opset is raised to it only where every op means the
+//!   same, else made without that op; created values get `value_info`.
 //!
 //! # How to add a fusion
 //! 1. Create `src/fusions/<name>.rs` with `pub fn rules() -> Result<Vec<Rewrite>, RewriteError>`
@@ -57,6 +60,7 @@ pub mod import;
 pub mod infer;
 pub mod lang;
 pub mod lower;
+pub mod opset;
 mod options;
 mod report;
 pub mod rule;
@@ -118,9 +122,19 @@ impl CostModel {
 
 /// Optimizes `model` with the fusions and limits of `options`.
 ///
-/// The input is not changed. Errors only on a graph that violates the IR's invariants or a
-/// bug in a rule; a fusion whose conditions do not hold simply does not apply.
+/// The input is not changed. Errors on a default-domain opset newer than transfuse knows
+/// (see [`opset`]), on a graph that violates the IR's invariants or a bug in a rule; a fusion
+/// whose conditions do not hold simply does not apply. The output is valid at the opset it
+/// imports (raised to 17 for `LayerNormalization` only where every op means the same).
 pub fn optimize(model: &Model, options: &OptimizeOptions) -> Result<(Model, Report), RewriteError> {
+    opset::optimize(model, options, optimize_at_model_opset)
+}
+
+/// [`optimize`] without the opset handling.
+fn optimize_at_model_opset(
+    model: &Model,
+    options: &OptimizeOptions,
+) -> Result<(Model, Report), RewriteError> {
     let start = Instant::now();
     let rules = fusions::rules_for(&options.fusions)?;
     if rules.is_empty() {

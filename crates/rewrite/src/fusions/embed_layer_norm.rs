@@ -7,7 +7,8 @@
 //! - position is `Gather(table, p)` with `p` proven to be `0, 1, ..., S-1` (`[S]` or
 //!   `[1, S]`): a `Slice(C, [0], [S], axes [1])` of a constant whose values are `0, 1, 2, ...`,
 //!   a `Range(0, S, 1)` (optionally unsqueezed), or a folded constant with those values;
-//! - the layer norm runs over the last axis with float32 statistics.
+//! - the layer norm runs over the last axis with float32 statistics, and its epsilon is
+//!   non-negative and finite (ONNX Runtime refuses the fused op otherwise).
 //!
 //! The ids are cast to int32 as the op requires. RoBERTa-style positions (`CumSum` over the
 //! ids) are not `0..S-1` and stay unfused. Invalid ids differ: ONNX `Gather` accepts
@@ -207,6 +208,9 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
         (inputs_match && last_axis && f32_stats && n.outputs == 1)
             .then(|| n.attr_float("epsilon").unwrap_or(LN_DEFAULT_EPSILON))
     })?;
+    if !super::skiplayernorm::fusable_epsilon(epsilon) {
+        return None;
+    }
     if !is_channel_vector(eg, gamma, sum) || beta.is_some_and(|b| !is_channel_vector(eg, b, sum)) {
         return None;
     }

@@ -41,11 +41,13 @@ fn variance_of(eg: &EGraph, var: Id, d: Id) -> bool {
     })
 }
 
-/// Epsilon of a variance `+ eps` term: a non-negative scalar constant.
+/// Epsilon of a variance `+ eps` term: a scalar constant, non-negative and finite also as
+/// f32 (a negative or NaN one makes the decomposed form NaN where the fused op would not be,
+/// and the fused layer norms of ONNX Runtime refuse it).
 fn epsilon(eg: &EGraph, eps: Id) -> Option<f32> {
     scalar(eg, eps)
-        .filter(|e| *e >= 0.0 && e.is_finite())
         .map(|e| e as f32)
+        .filter(|e| *e >= 0.0 && e.is_finite())
 }
 
 fn layer_norm(eps: f32) -> OpNode {

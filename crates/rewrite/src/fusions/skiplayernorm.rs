@@ -6,7 +6,8 @@
 //! it. A linear layer's bias on either operand (`MatMul(..) + bias`) folds into the `bias`
 //! input. Conditions: `a`, `b` float, same rank-3 shape with a known hidden size, neither
 //! constant; gamma (and beta) constant vectors of the hidden size; the layer norm over the
-//! last axis with one output.
+//! last axis with one output; its epsilon non-negative and finite (ONNX Runtime refuses a
+//! negative or NaN one in the fused op).
 
 use egg::Id;
 
@@ -22,6 +23,15 @@ const MS: &str = transfuse_ir::MS_DOMAIN;
 
 /// Epsilon default of ONNX `LayerNormalization`.
 const LN_DEFAULT_EPSILON: f32 = 1e-5;
+
+/// True when `eps` may be written into a com.microsoft layer norm (`SkipLayerNormalization`,
+/// `EmbedLayerNormalization`): ONNX Runtime refuses to load one whose epsilon fails
+/// `epsilon >= 0` (so NaN too), and an infinite one is kept out as well. ONNX
+/// `LayerNormalization` itself accepts any epsilon, so a model carrying such a value runs
+/// as it is and must stay unfused.
+pub(super) fn fusable_epsilon(eps: f32) -> bool {
+    eps >= 0.0 && eps.is_finite()
+}
 
 fn skip_layer_norm(eps: f32) -> OpNode {
     OpNode::new("SkipLayerNormalization", MS)
@@ -58,6 +68,9 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
             && c.len() == if beta.is_some() { 3 } else { 2 })
         .then(|| (n.attr_float("epsilon").unwrap_or(LN_DEFAULT_EPSILON), c[0]))
     })?;
+    if !fusable_epsilon(eps) {
+        return None;
+    }
     if !residual_operands(eg, a, b)
         || !is_channel_vector(eg, g, a)
         || beta.is_some_and(|bt| !is_channel_vector(eg, bt, a))
@@ -86,6 +99,9 @@ fn fold_bias(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     );
     let eps = ops(eg, m.root, MS, "SkipLayerNormalization")
         .find_map(|(n, c)| (c.len() == 4).then(|| n.attr_float("epsilon")))?;
+    if eps.is_some_and(|e| !fusable_epsilon(e)) {
+        return None;
+    }
     if !has_matmul(eg, mm) || !is_channel_vector(eg, bias, mm) || !residual_operands(eg, mm, skip) {
         return None;
     }

@@ -4,10 +4,10 @@
 //!
 //! `num_heads` comes from the head split's shape facts and `scale` from the scale chain
 //! (always written, never left to the op's default). The exporter's additive mask is fed
-//! as `attention_bias` unchanged (expanded to `[B|1, N|1, S, T]` when its query axis is
-//! broadcast, which ONNX Runtime rejects), dropped when it is provably all zeros; NaN rows
-//! are zeroed after the fused op exactly where the original had its guard and the bias can
-//! hold `-inf` (see `docs/attention-forms.md`, "Fully padded sequences").
+//! as `attention_bias` expanded to `[B|1, N|1, S, T]` (ONNX Runtime rejects a broadcast query
+//! or key axis), dropped when it is provably all zeros. Where the
+//! original guards Softmax with `Where(IsNaN(P), 0, P)`, the fused graph keeps that guard's
+//! semantics exactly (see [`nan_guard`] and `docs/fusions.md`, "The NaN guard").
 
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use egg::Id;
 use transfuse_ir::{DataType, MS_DOMAIN, Tensor};
 
 use super::canonical::{columns_in, contexts_in, head_splits, probs_in, scores_in};
-use super::mask::{all_finite, all_zero};
+use super::mask::all_zero;
 use crate::INTERNAL_DOMAIN;
 use crate::analysis::EGraph;
 use crate::error::RewriteError;
@@ -339,10 +339,17 @@ fn sequence_length(eg: &mut EGraph, t: Id) -> Id {
     )
 }
 
-/// The `attention_bias` input: `None` when there is no bias or it is all zeros; the bias
-/// itself when its last two axes are already `[S, T]`; else `Expand(bias, [1, 1, S, T])`.
-/// Errors (`Err(())`) when the bias cannot be fed: not float, or rank above 4.
-fn attention_bias(eg: &mut EGraph, bias: Id, query_src: Id, key_src: Id) -> Result<Option<Id>, ()> {
+/// The `attention_bias` input: `None` when there is no bias or it is all zeros; else
+/// `Expand(bias, [1, 1, S, T])` with `S` and `T` read from the query and key at run time.
+/// Errors (`Err(())`) when the bias cannot be fed: not float, rank above 4, or a dim not
+/// proven to be 1 or its place in `[B, N, S, T]` (ONNX Runtime takes `[B|1, N|1, S, T]` only).
+fn attention_bias(
+    eg: &mut EGraph,
+    bias: Id,
+    query_src: Id,
+    key_src: Id,
+    heads: i64,
+) -> Result<Option<Id>, ()> {
     if is_absent(eg, bias) || all_zero(eg, bias) {
         return Ok(None);
     }
@@ -360,12 +367,25 @@ fn attention_bias(eg: &mut EGraph, bias: Id, query_src: Id, key_src: Id) -> Resu
     if bs.len() > 4 {
         return Err(());
     }
-    let fed = if bs.len() == 4 && &bs[2] == s && &bs[3] == t {
-        bias
-    } else {
-        let target = query_key_target(eg, query_src, key_src);
-        add_op(eg, OpNode::new("Expand", ""), vec![bias, target])
-    };
+    let full = [
+        qs.first().ok_or(())?.clone(),
+        SymDim::known(heads),
+        s.clone(),
+        t.clone(),
+    ];
+    let fits = bs
+        .iter()
+        .rev()
+        .zip(full.iter().rev())
+        .all(|(d, want)| d.as_known() == Some(1) || d == want);
+    if !fits {
+        return Err(());
+    }
+    // Always expanded to the run-time `S` and `T`: a bias whose facts say `[.., S, T]` can
+    // still be `[.., 1, T]` at run time (a mask built from a `Range` whose length the
+    // analysis cannot pin, broadcast by the original `Add`), which ONNX Runtime refuses.
+    let target = query_key_target(eg, query_src, key_src);
+    let fed = add_op(eg, OpNode::new("Expand", ""), vec![bias, target]);
     super::key_padding::add_compact_form(eg, bias, fed, query_src, key_src);
     Ok(Some(eg.find(fed)))
 }
@@ -441,7 +461,7 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
         let raw_mask = super::key_padding::raw_key_mask(eg, core.bias, x);
         let bias = match raw_mask {
             Some(_) => None,
-            None => attention_bias(eg, core.bias, x, x).ok()?,
+            None => attention_bias(eg, core.bias, x, x, core.heads).ok()?,
         };
         if let Some((weight, packed_bias)) = packed_weights(eg, &projection) {
             let (w, b) = (
@@ -458,11 +478,11 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
                 }
                 None => with_bias(eg, vec![x, w, b], bias),
             };
-            fused = Some((add_op(eg, node, inputs), bias));
+            fused = Some(add_op(eg, node, inputs));
         }
     }
     // Otherwise MultiHeadAttention on Q, K and V as they are.
-    let (out, bias) = match fused {
+    let out = match fused {
         Some(f) => f,
         None => {
             let (q, k, v) = (
@@ -470,21 +490,53 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
                 materialize(eg, core.key)?,
                 materialize(eg, core.value)?,
             );
-            let bias = attention_bias(eg, core.bias, q, k).ok()?;
+            let bias = attention_bias(eg, core.bias, q, k, core.heads).ok()?;
             let inputs = with_bias(eg, vec![q, k, v], bias);
             let node = OpNode::new("MultiHeadAttention", MS_DOMAIN)
                 .with_attr("num_heads", heads)
                 .with_attr("scale", scale);
-            (add_op(eg, node, inputs), bias)
+            add_op(eg, node, inputs)
         }
     };
-    // The exporter zeroed NaN rows after Softmax; keep that where the bias may be -inf.
-    if core.nan_guard && bias.is_some_and(|b| !all_finite(eg, b)) {
-        let zero = add_f32(eg, vec![], &[0.0]);
-        let nan = add_op(eg, OpNode::new("IsNaN", ""), vec![out]);
-        return Some(add_op(eg, OpNode::new("Where", ""), vec![nan, zero, out]));
+    if core.nan_guard {
+        let value = materialize(eg, core.value)?;
+        return nan_guard(eg, out, value);
     }
     Some(out)
+}
+
+/// The exporter's `Where(IsNaN(P), 0, P)` after `P = Softmax(scores)`, kept in the fused
+/// graph: `Where(IsNaN(F), ReduceSum(V · 0, T axis), F)` after the fused output `F`.
+///
+/// Why this is exact (reference semantics, `docs/fusions.md`, "The NaN guard"): a Softmax
+/// row is either all finite or all NaN (any NaN or `+inf` score, or every score `-inf`,
+/// makes the whole row NaN; otherwise every `exp(x - max)` is in `[0, 1]` and the sum at
+/// least 1). Where the row is NaN the original multiplies a zero row by `V`, giving
+/// `Σ_t 0 · V[t, c]`: 0, or NaN where column `c` of `V` holds a non-finite value. That is the
+/// replacement. Where the row is finite, `F` is the original's `P · V`, and `F` is NaN there
+/// only if `V`'s column holds a non-finite value, where the replacement is NaN as well. So
+/// NaN stays NaN and finite stays finite, whether or not the bias can be `-inf`, the
+/// weights overflow or hold NaN; no finiteness of the inputs is assumed.
+fn nan_guard(eg: &mut EGraph, out: Id, value: Id) -> Option<Id> {
+    let zero = add_f32(eg, vec![], &[0.0]);
+    let zeroed = add_op(eg, OpNode::new("Mul", ""), vec![value, zero]);
+    let sum = OpNode::new("ReduceSum", "").with_attr("keepdims", AttrVal::Int(1));
+    let column_sum = if eg.analysis.onnx_opset.is_some_and(|v| v >= 13) {
+        let axes = add_i64_vector(eg, &[1]);
+        add_op(eg, sum, vec![zeroed, axes])
+    } else {
+        add_op(
+            eg,
+            sum.with_attr("axes", AttrVal::Ints(Arc::from(vec![1i64]))),
+            vec![zeroed],
+        )
+    };
+    let nan = add_op(eg, OpNode::new("IsNaN", ""), vec![out]);
+    Some(add_op(
+        eg,
+        OpNode::new("Where", ""),
+        vec![nan, column_sum, out],
+    ))
 }
 
 /// The mapping rule.

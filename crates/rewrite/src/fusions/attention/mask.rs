@@ -120,37 +120,3 @@ fn all_zero_at(eg: &EGraph, id: Id, depth: usize) -> bool {
         _ => false,
     })
 }
-
-/// True when every element of the float class `id` is provably finite: built from finite
-/// constants by selection and copies, or cast from an integer or boolean tensor. Softmax of
-/// finite scores plus such a bias never produces NaN.
-pub(super) fn all_finite(eg: &EGraph, id: Id) -> bool {
-    all_finite_at(eg, id, MAX_DEPTH)
-}
-
-fn all_finite_at(eg: &EGraph, id: Id, depth: usize) -> bool {
-    if let Some(v) = uniform_number(eg, id) {
-        return v.is_finite();
-    }
-    if let Some(values) = data(eg, id).value.as_ref().and_then(|v| v.as_f64s()) {
-        return values.iter().all(|v| v.is_finite());
-    }
-    let Some(depth) = depth.checked_sub(1) else {
-        return false;
-    };
-    onnx_nodes(eg, id).any(|(node, c)| match (node.op.as_str(), c) {
-        ("Where", [_, a, b]) => all_finite_at(eg, *a, depth) && all_finite_at(eg, *b, depth),
-        // Any integer or boolean converts to a finite float32 (|i64| < 2^63 < f32::MAX).
-        ("Cast", [x]) => match dtype(eg, *x) {
-            Some(from) if !from.is_float() => true,
-            // A float32 -> float32 cast keeps values; narrower targets could overflow.
-            Some(DataType::Float) => {
-                node.attr_int("to") == Some(i64::from(DataType::Float.code()))
-                    && all_finite_at(eg, *x, depth)
-            }
-            _ => false,
-        },
-        (op, [x, ..]) if VALUE_PRESERVING.contains(&op) => all_finite_at(eg, *x, depth),
-        _ => false,
-    })
-}
