@@ -49,24 +49,24 @@
 //! adding the same e-node again is free, and [`TensorTable::intern`] gives created tensors
 //! stable ids).
 
-pub mod analysis;
+mod analysis;
 mod error;
-pub mod extract;
+mod extract;
 pub mod fusions;
-pub mod import;
-pub mod infer;
+mod import;
+mod infer;
 pub mod lang;
-pub mod lower;
+mod lower;
 mod options;
 mod report;
 pub mod rule;
-pub mod symbolic;
+mod symbolic;
 mod tensors;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use egg::{Language, Runner, SimpleScheduler};
+use egg::{Runner, SimpleScheduler};
 use transfuse_ir::Model;
 
 pub use analysis::{ClassData, EGraph, OnnxAnalysis, ValueFacts};
@@ -75,45 +75,14 @@ pub use error::RewriteError;
 pub use fusions::{FUSIONS, Fusion};
 pub use lang::{AttrVal, INTERNAL_DOMAIN, Onnx, OpNode, TensorId};
 pub use options::{FusionSet, OptimizeOptions, RunnerLimits};
-pub use report::{EGraphReport, FUSED_OPS, Report, fused_counts};
+pub use report::{EGraphReport, Report, fused_counts, fused_op_types};
 pub use symbolic::{ConstValue, Scalar, SymDim};
 pub use tensors::{TensorEntry, TensorOrigin, TensorTable};
 
-/// Own cost of an e-node for extraction: leaves are free, original nodes cost 1, new nodes of
-/// a fused op type 0.5 (so a fusion wins over the nodes it replaces), other new nodes
-/// slightly more than 1 (so rewritten spellings never displace the original ones), and
-/// internal ops or new nodes of disabled fusions cannot be chosen.
-struct CostModel {
-    original: HashSet<Onnx>,
-    allowed: Vec<(&'static str, &'static str)>,
-    fused: Vec<(&'static str, &'static str)>,
-}
-
-impl CostModel {
-    fn cost(&self, n: &Onnx) -> f64 {
-        match n {
-            Onnx::Input(_) | Onnx::Const(_) | Onnx::Absent | Onnx::Proj(..) | Onnx::Root(_) => 0.0,
-            Onnx::Opaque(..) => 1.0,
-            Onnx::Op(d, _) => {
-                if d.domain.as_str() == INTERNAL_DOMAIN {
-                    return f64::INFINITY;
-                }
-                if self.original.contains(n) {
-                    return 1.0;
-                }
-                let key = |list: &[(&str, &str)]| list.iter().any(|(dom, op)| d.is(dom, op));
-                if key(&self.fused) {
-                    if key(&self.allowed) {
-                        0.5
-                    } else {
-                        f64::INFINITY
-                    }
-                } else {
-                    1.001
-                }
-            }
-        }
-    }
+/// Internals that the crate's integration tests inspect; not part of the API.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::import::{Imported, import};
 }
 
 /// Optimizes `model` with the fusions and limits of `options`.
@@ -126,11 +95,8 @@ pub fn optimize(model: &Model, options: &OptimizeOptions) -> Result<(Model, Repo
     if rules.is_empty() {
         // No fusion selected (`--fusions none`): the model is returned exactly as loaded, not
         // re-extracted, so "none" is a faithful baseline.
-        let report = Report {
+        let mut report = Report {
             model: model.graph.name.clone(),
-            nodes_before: model.graph.nodes.len(),
-            nodes_after: model.graph.nodes.len(),
-            fused: fused_counts(&model.graph),
             optimize_ms: start.elapsed().as_secs_f64() * 1e3,
             egraph: EGraphReport {
                 stop_reason: "NotRun".to_string(),
@@ -138,20 +104,17 @@ pub fn optimize(model: &Model, options: &OptimizeOptions) -> Result<(Model, Repo
             },
             ..Report::default()
         };
+        report.count_ops(&model.graph, &model.graph);
         return Ok((model.clone(), report));
     }
-    let (mut egraph, imported) = import::import(&model.graph)?;
-    egraph.analysis.onnx_opset = model.opset("");
+    let (egraph, imported) = import::import(model)?;
     let limits = &options.limits;
 
     let mut report = Report {
         model: model.graph.name.clone(),
-        nodes_before: model.graph.nodes.len(),
         ..Report::default()
     };
-    let (egraph, stop_reason, iterations) = if rules.is_empty() {
-        (egraph, "NotRun".to_string(), 0)
-    } else {
+    let (egraph, stop_reason, iterations) = {
         let runner = Runner::<Onnx, OnnxAnalysis>::default()
             .with_egraph(egraph)
             .with_node_limit(limits.node_limit)
@@ -181,19 +144,17 @@ pub fn optimize(model: &Model, options: &OptimizeOptions) -> Result<(Model, Repo
         stop_reason,
     };
 
-    let costs = CostModel {
-        original: imported
-            .original_nodes
-            .iter()
-            .map(|(n, _)| n.clone().map_children(|c| egraph.find(c)))
-            .collect(),
+    // Original nodes by canonical e-node, computed once: the cost model prices them and
+    // lowering writes them back as themselves.
+    let original = lower::canonical_originals(&imported, &egraph);
+    let costs = extract::CostModel {
+        original: &original,
         allowed: fusions::allowed_new_ops(&options.fusions),
         fused: fusions::fused_ops(),
     };
     let extraction = extract::extract(&egraph, egraph.find(imported.root), |n| costs.cost(n))?;
-    let out = lower::lower(model, &imported, &egraph, &extraction)?;
-    report.nodes_after = out.graph.nodes.len();
-    report.fused = fused_counts(&out.graph);
+    let out = lower::lower(model, &imported, &egraph, &extraction, &original)?;
+    report.count_ops(&model.graph, &out.graph);
     report.optimize_ms = start.elapsed().as_secs_f64() * 1e3;
     Ok((out, report))
 }

@@ -42,14 +42,6 @@ impl SymDim {
         }
     }
 
-    /// True when this is exactly one symbol (coefficient 1).
-    pub fn as_symbol(&self) -> Option<Symbol> {
-        match self.syms.as_slice() {
-            [s] if self.coef == 1 => Some(*s),
-            _ => None,
-        }
-    }
-
     /// True when the two are certainly different: symbols are sizes (never negative), so a
     /// symbolic monomial with a positive coefficient differs from every negative integer.
     pub fn differs_from(&self, other: &SymDim) -> bool {
