@@ -17,13 +17,20 @@
 //!   by [`TensorId`] into the [`TensorTable`]; tensor data never enters the e-graph);
 //!   multi-output nodes are tuple classes read through [`Onnx::Proj`]; one [`Onnx::Root`]
 //!   holds the graph outputs. Nodes with subgraphs are [`Onnx::Opaque`] and pass through.
-//! - [`analysis`]: per e-class element type, symbolic shape ([`SymDim`]: `batch`, `64`,
-//!   `batch*sequence`), small constant values (shape vectors and scalars, folded through the
-//!   shape and scale arithmetic exporters emit, see [`infer`]) and "every element equals c".
+//! - Import (`import.rs`, private): the model's main graph becomes an e-graph.
+//! - The analysis ([`ClassData`]): per e-class element type, symbolic shape ([`SymDim`]:
+//!   `batch`, `64`, `batch*sequence`), small constant values (shape vectors and scalars,
+//!   folded through the shape and scale arithmetic exporters emit) and "every element equals
+//!   c". Per-op inference lives in `infer/` (private): `shape.rs`, `slice.rs`, `fold.rs`,
+//!   `uniform.rs`, with a table of tests per op family.
 //! - [`fusions`]: the registry [`FUSIONS`]; each fusion is a file of named rules.
-//! - [`extract`]: DAG-aware greedy extraction (shared subterms paid once). New nodes of an
-//!   op type only a disabled fusion emits are never extracted, nor [`INTERNAL_DOMAIN`] ops.
-//! - [`lower`]: back to ONNX, keeping value names, original nodes and their metadata.
+//! - Extraction (`extract/`, private): DAG-aware greedy extraction (shared subterms paid
+//!   once) under the cost model of `extract/cost.rs`. New nodes of an op type only a disabled
+//!   fusion emits are never extracted, nor [`INTERNAL_DOMAIN`] ops.
+//! - Lowering (`lower/`, private): back to ONNX in three steps, naming, ordering and
+//!   emission, keeping value names, original nodes with their metadata and every output
+//!   they declared.
+//! - [`Report`]: op counts before and after, and the fused ops the run created.
 //!
 //! # How to add a fusion
 //! 1. Create `src/fusions/<name>.rs` with `pub fn rules() -> Result<Vec<Rewrite>, RewriteError>`
@@ -40,7 +47,8 @@
 //!    example `internal:HeadSplit`) to the class of the structure it recognized; other rules
 //!    match on it; a final rule puts the real ONNX Runtime node in the same class. Internal
 //!    ops are never extracted, so a half-recognized structure costs nothing.
-//! 4. If a new op needs facts (shape, dtype) that [`infer`] does not know, add it there.
+//! 4. If a new op needs facts (shape, dtype) that inference does not know, add it to
+//!    `src/infer/shape.rs` (and its table in `src/infer/tests.rs`).
 //! 5. Tests: one where the fusion fires and one where it must not (see `tests/`), and a
 //!    parity check of the fused graph against the original.
 //!
