@@ -8,6 +8,8 @@
 //! folded scales equal what a runtime computes.
 
 mod fold;
+#[cfg(test)]
+mod fold_tests;
 mod shape;
 mod slice;
 #[cfg(test)]

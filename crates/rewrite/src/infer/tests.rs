@@ -13,7 +13,7 @@ use crate::lang::{AttrVal, OpNode};
 use crate::symbolic::{ConstValue, Scalar, Shape, SymDim};
 use crate::tensors::TensorTable;
 
-fn shape(s: &str) -> Shape {
+pub(super) fn shape(s: &str) -> Shape {
     s.split(',')
         .filter(|d| !d.is_empty())
         .map(|d| match d.parse::<i64>() {
@@ -23,7 +23,7 @@ fn shape(s: &str) -> Shape {
         .collect()
 }
 
-fn render(s: Option<&Shape>) -> String {
+pub(super) fn render(s: Option<&Shape>) -> String {
     match s {
         None => "?".to_string(),
         Some(s) => s
@@ -35,7 +35,7 @@ fn render(s: Option<&Shape>) -> String {
 }
 
 /// A non-constant value of `dtype` and shape `s`.
-fn value(dtype: DataType, s: &str) -> ClassData {
+pub(super) fn value(dtype: DataType, s: &str) -> ClassData {
     ClassData {
         dtype: Some(dtype),
         shape: Some(shape(s)),
@@ -43,12 +43,12 @@ fn value(dtype: DataType, s: &str) -> ClassData {
     }
 }
 
-fn f32s(s: &str) -> ClassData {
+pub(super) fn f32s(s: &str) -> ClassData {
     value(DataType::Float, s)
 }
 
 /// A constant int64 vector.
-fn ints(v: &[i64]) -> ClassData {
+pub(super) fn ints(v: &[i64]) -> ClassData {
     constant(
         DataType::Int64,
         ConstValue::vector(v.iter().map(|&x| Scalar::Int(SymDim::known(x))).collect()),
@@ -56,7 +56,7 @@ fn ints(v: &[i64]) -> ClassData {
 }
 
 /// A constant int64 scalar.
-fn int(v: i64) -> ClassData {
+pub(super) fn int(v: i64) -> ClassData {
     constant(
         DataType::Int64,
         ConstValue::scalar(Scalar::Int(SymDim::known(v))),
@@ -64,11 +64,11 @@ fn int(v: i64) -> ClassData {
 }
 
 /// A constant float scalar.
-fn float(v: f64) -> ClassData {
+pub(super) fn float(v: f64) -> ClassData {
     constant(DataType::Float, ConstValue::scalar(Scalar::Float(v)))
 }
 
-fn constant(dtype: DataType, v: ConstValue) -> ClassData {
+pub(super) fn constant(dtype: DataType, v: ConstValue) -> ClassData {
     ClassData {
         dtype: Some(dtype),
         shape: Some(
@@ -85,39 +85,39 @@ fn constant(dtype: DataType, v: ConstValue) -> ClassData {
 }
 
 /// An omitted optional input.
-fn absent() -> ClassData {
+pub(super) fn absent() -> ClassData {
     ClassData {
         constant: true,
         ..ClassData::default()
     }
 }
 
-fn onnx(op: &str) -> OpNode {
+pub(super) fn onnx(op: &str) -> OpNode {
     OpNode::new(op, "")
 }
 
-fn ms(op: &str) -> OpNode {
+pub(super) fn ms(op: &str) -> OpNode {
     OpNode::new(op, MS_DOMAIN)
 }
 
-fn ints_attr(v: &[i64]) -> AttrVal {
+pub(super) fn ints_attr(v: &[i64]) -> AttrVal {
     AttrVal::Ints(Arc::from(v.to_vec()))
 }
 
-fn run(node: &OpNode, inputs: &[ClassData]) -> ClassData {
+pub(super) fn run(node: &OpNode, inputs: &[ClassData]) -> ClassData {
     let refs: Vec<&ClassData> = inputs.iter().collect();
     infer(node, &refs, &TensorTable::default())
 }
 
 /// Checks the dtype and shape inferred for a single-output node.
-fn check(node: &OpNode, inputs: &[ClassData], dtype: Option<DataType>, expect: &str) {
+pub(super) fn check(node: &OpNode, inputs: &[ClassData], dtype: Option<DataType>, expect: &str) {
     let out = run(node, inputs);
     assert_eq!(out.dtype, dtype, "{}: dtype", node.op);
     assert_eq!(render(out.shape.as_ref()), expect, "{}: shape", node.op);
 }
 
 /// Checks the folded value of a single-output node (`"-"`: not folded).
-fn check_value(node: &OpNode, inputs: &[ClassData], expect: &str) {
+pub(super) fn check_value(node: &OpNode, inputs: &[ClassData], expect: &str) {
     let out = run(node, inputs);
     let got = out
         .value
@@ -545,165 +545,4 @@ fn multi_output_ops() {
         outputs(&onnx("Dropout").with_outputs(2), &[f32s("b,8")]),
         vec![(f, "b,8".into()), (Some(DataType::Bool), "b,8".into())]
     );
-}
-
-#[test]
-fn folds_shape_arithmetic() {
-    let cases: Vec<(OpNode, Vec<ClassData>, &str)> = vec![
-        (onnx("Shape"), vec![f32s("b,s,64")], "[b, s, 64]"),
-        (onnx("Size"), vec![f32s("b,s,64")], "[64*b*s]"),
-        (onnx("Gather"), vec![ints(&[3, 5, 7]), int(-1)], "[7]"),
-        (
-            onnx("Concat").with_attr("axis", AttrVal::Int(0)),
-            vec![ints(&[1, 2]), ints(&[3])],
-            "[1, 2, 3]",
-        ),
-        (
-            onnx("Slice"),
-            vec![
-                ints(&[1, 2, 3, 4]),
-                ints(&[-1]),
-                ints(&[0]),
-                absent(),
-                ints(&[-2]),
-            ],
-            "[4, 2]",
-        ),
-        (onnx("Unsqueeze"), vec![int(5), ints(&[0])], "[5]"),
-        (onnx("Mul"), vec![int(6), int(7)], "[42]"),
-        (onnx("Div"), vec![int(-7), int(2)], "[-3]"),
-        (onnx("Mod"), vec![int(-7), int(2)], "[1]"),
-        (onnx("Div"), vec![int(1), int(0)], "-"),
-        (onnx("Mul"), vec![int(i64::MAX), int(2)], "-"),
-        (onnx("Equal"), vec![int(3), int(3)], "[1]"),
-        (onnx("Sqrt"), vec![float(4.0)], "[2]"),
-        (onnx("Neg"), vec![int(i64::MIN)], "-"),
-        (
-            onnx("Cast").with_attr("to", AttrVal::Int(1)),
-            vec![int(3)],
-            "[3]",
-        ),
-        (onnx("Range"), vec![int(0), int(3), int(1)], "[0, 1, 2]"),
-        (onnx("Range"), vec![int(0), int(1 << 40), int(1)], "-"),
-        (
-            onnx("Where"),
-            vec![
-                constant(
-                    DataType::Bool,
-                    ConstValue::scalar(Scalar::Int(SymDim::known(0))),
-                ),
-                int(1),
-                int(2),
-            ],
-            "[2]",
-        ),
-        (onnx("ConstantOfShape"), vec![ints(&[2])], "[0, 0]"),
-        (onnx("ConstantOfShape"), vec![ints(&[1 << 40])], "-"),
-        (onnx("Expand"), vec![int(1), ints(&[3])], "[1, 1, 1]"),
-        (onnx("Transpose"), vec![ints(&[1, 2])], "[1, 2]"),
-    ];
-    for (node, inputs, expect) in cases {
-        check_value(&node, &inputs, expect);
-    }
-}
-
-/// Large or overflowing targets are never folded (and never allocated).
-#[test]
-fn expand_to_huge_shapes_is_not_folded() {
-    for target in [
-        vec![1 << 31, 64],
-        vec![i64::MAX],
-        vec![i64::MAX, i64::MAX],
-        vec![1 << 62, 4],
-        vec![1, 1, 16384, 16384],
-    ] {
-        let out = run(&onnx("Expand"), &[float(1.0), ints(&target)]);
-        assert!(out.value.is_none(), "{target:?} folded");
-        // The uniform fact survives: every element is still 1.
-        assert_eq!(out.uniform, Some(Scalar::Float(1.0)), "{target:?}");
-    }
-    let out = run(&onnx("ConstantOfShape"), &[ints(&[1 << 62, 4])]);
-    assert!(out.value.is_none());
-    let out = run(&onnx("Tile"), &[float(1.0), ints(&[1 << 62, 4])]);
-    assert!(out.value.is_none());
-}
-
-#[test]
-fn symbolic_products_never_wrap() {
-    let big = constant(
-        DataType::Int64,
-        ConstValue::scalar(Scalar::Int(
-            SymDim::symbol("b").mul(&SymDim::known(1 << 62)).unwrap(),
-        )),
-    );
-    check_value(&onnx("Mul"), &[big.clone(), int(4)], "-");
-    check(
-        &onnx("Size"),
-        &[f32s("4611686018427387904,4")],
-        Some(DataType::Int64),
-        "",
-    );
-    check_value(&onnx("Size"), &[f32s("4611686018427387904,4")], "-");
-    check(
-        &onnx("Flatten"),
-        &[f32s("b,4611686018427387904,4")],
-        Some(DataType::Float),
-        "?",
-    );
-    // Conv arithmetic with extreme attributes: no facts, no overflow.
-    check(
-        &onnx("Conv")
-            .with_attr("kernel_shape", ints_attr(&[i64::MAX]))
-            .with_attr("dilations", ints_attr(&[i64::MAX])),
-        &[f32s("1,3,8"), f32s("4,3,2")],
-        Some(DataType::Float),
-        "?",
-    );
-}
-
-#[test]
-fn uniform_facts() {
-    let uniform = |node: OpNode, inputs: Vec<ClassData>| run(&node, &inputs).uniform;
-    let ones = ClassData {
-        uniform: Some(Scalar::Float(1.0)),
-        ..f32s("768")
-    };
-    assert_eq!(
-        uniform(onnx("Expand"), vec![ones.clone(), ints(&[4, 768])]),
-        Some(Scalar::Float(1.0))
-    );
-    assert_eq!(
-        uniform(onnx("Mul"), vec![ones.clone(), float(3.0)]),
-        Some(Scalar::Float(3.0))
-    );
-    assert_eq!(
-        uniform(
-            onnx("Concat").with_attr("axis", AttrVal::Int(0)),
-            vec![ones.clone(), ones.clone()]
-        ),
-        Some(Scalar::Float(1.0))
-    );
-    assert_eq!(
-        uniform(
-            onnx("Concat").with_attr("axis", AttrVal::Int(0)),
-            vec![ones.clone(), f32s("3")]
-        ),
-        None
-    );
-    assert_eq!(
-        uniform(
-            onnx("Cast").with_attr("to", AttrVal::Int(7)),
-            vec![ones.clone()]
-        ),
-        Some(Scalar::Int(SymDim::known(1)))
-    );
-    assert_eq!(
-        uniform(onnx("Where"), vec![f32s("768"), ones.clone(), ones.clone()]),
-        Some(Scalar::Float(1.0))
-    );
-    assert_eq!(
-        uniform(onnx("ConstantOfShape"), vec![ints(&[1 << 40])]),
-        Some(Scalar::Float(0.0))
-    );
-    assert_eq!(uniform(ms("Gelu"), vec![ones]), None);
 }
