@@ -95,7 +95,9 @@ fn symbolic_products_never_wrap() {
     let big = constant(
         DataType::Int64,
         ConstValue::scalar(Scalar::Int(
-            SymDim::symbol("b").mul(&SymDim::known(1 << 62)).unwrap(),
+            SymDim::symbol("b")
+                .mul(&SymDim::known(1 << 62))
+                .expect("b * 2^62 is representable"),
         )),
     );
     check_value(&onnx("Mul"), &[big.clone(), int(4)], "-");
