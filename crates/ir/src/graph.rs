@@ -367,6 +367,23 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// A copy of the graph without its nodes, initializers and sparse initializers (the
+    /// large parts), for writing a new graph with the same signature and metadata.
+    pub fn clone_without_nodes(&self) -> Graph {
+        Graph {
+            name: self.name.clone(),
+            doc_string: self.doc_string.clone(),
+            inputs: self.inputs.clone(),
+            outputs: self.outputs.clone(),
+            value_info: self.value_info.clone(),
+            nodes: Vec::new(),
+            initializers: IndexMap::new(),
+            sparse_initializers: Vec::new(),
+            quantization_annotation: self.quantization_annotation.clone(),
+            metadata_props: self.metadata_props.clone(),
+        }
+    }
+
     /// The initializer called `name`.
     pub fn initializer(&self, name: &str) -> Option<&Arc<Tensor>> {
         self.initializers.get(name)
@@ -395,19 +412,6 @@ impl Graph {
                 Some(t.dims.iter().map(|&d| Dim::Known(d)).collect()),
             )
         })
-    }
-
-    /// For each value produced by a node: (node index, output slot).
-    pub fn producers(&self) -> HashMap<&str, (usize, usize)> {
-        let mut map = HashMap::new();
-        for (i, n) in self.nodes.iter().enumerate() {
-            for (slot, o) in n.outputs.iter().enumerate() {
-                if !o.is_empty() {
-                    map.insert(o.as_str(), (i, slot));
-                }
-            }
-        }
-        map
     }
 
     /// For each value: the indices of the nodes that read it (once per node).
@@ -520,31 +524,6 @@ impl Graph {
             self.nodes = order.into_iter().filter_map(|i| old[i].take()).collect();
         }
         Ok(())
-    }
-
-    /// Removes nodes whose outputs are not needed for the graph outputs, and initializers
-    /// nobody reads. Returns how many nodes were removed.
-    pub fn remove_dead_code(&mut self) -> usize {
-        let mut live: HashSet<String> = self.outputs.iter().map(|o| o.name.clone()).collect();
-        let mut keep = vec![false; self.nodes.len()];
-        for (i, n) in self.nodes.iter().enumerate().rev() {
-            if n.outputs.iter().any(|o| live.contains(o)) {
-                keep[i] = true;
-                live.extend(n.inputs.iter().filter(|s| !s.is_empty()).cloned());
-                live.extend(n.implicit_inputs());
-            }
-        }
-        let before = self.nodes.len();
-        let mut idx = 0;
-        self.nodes.retain(|_| {
-            let k = keep[idx];
-            idx += 1;
-            k
-        });
-        self.initializers.retain(|name, _| live.contains(name));
-        let kept: HashSet<&String> = live.iter().collect();
-        self.value_info.retain(|v| kept.contains(&v.name));
-        before - self.nodes.len()
     }
 
     /// Count of nodes per `op_type` (domain-qualified for non-ONNX domains), sorted by name.

@@ -70,6 +70,43 @@ impl Model {
         }
     }
 
+    /// Imports `domain` at `version` or above: adds the import when it is missing and raises
+    /// an older version (some exporters write `com.microsoft` at version 0, which ONNX Runtime
+    /// does not resolve).
+    pub fn require_opset(&mut self, domain: &str, version: i64) {
+        let want = canonical_domain(domain);
+        match self
+            .opset_imports
+            .iter_mut()
+            .find(|o| canonical_domain(&o.domain) == want)
+        {
+            Some(import) => import.version = import.version.max(version),
+            None => self.opset_imports.push(OpsetImport {
+                domain: domain.to_string(),
+                version,
+            }),
+        }
+    }
+
+    /// A copy of the model's fields around `graph`, which replaces the main graph (the
+    /// current graph is not cloned).
+    pub fn clone_with_graph(&self, graph: Graph) -> Model {
+        Model {
+            ir_version: self.ir_version,
+            opset_imports: self.opset_imports.clone(),
+            producer_name: self.producer_name.clone(),
+            producer_version: self.producer_version.clone(),
+            domain: self.domain.clone(),
+            model_version: self.model_version,
+            doc_string: self.doc_string.clone(),
+            graph,
+            metadata_props: self.metadata_props.clone(),
+            training_info: self.training_info.clone(),
+            functions: self.functions.clone(),
+            configuration: self.configuration.clone(),
+        }
+    }
+
     /// A metadata entry by key.
     pub fn metadata(&self, key: &str) -> Option<&str> {
         self.metadata_props

@@ -47,14 +47,6 @@ pub struct ClassData {
 }
 
 impl ClassData {
-    /// The facts of the value.
-    pub fn facts(&self) -> ValueFacts {
-        ValueFacts {
-            dtype: self.dtype,
-            shape: self.shape.clone(),
-        }
-    }
-
     /// Rank, when known.
     pub fn rank(&self) -> Option<usize> {
         self.shape.as_ref().map(Vec::len)

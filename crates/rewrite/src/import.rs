@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use egg::{Id, Symbol};
-use transfuse_ir::{AttrValue, Attribute, Dim, Graph, Node, Tensor, ValueType};
+use transfuse_ir::{AttrValue, Attribute, Dim, Graph, Model, Node, Tensor, ValueType};
 
 use crate::analysis::{EGraph, OnnxAnalysis, ValueFacts};
 use crate::error::RewriteError;
-use crate::lang::{AttrVal, Attrs, F32Bits, Onnx, OpNode};
+use crate::lang::{AttrVal, Attrs, F32Bits, Onnx, OpNode, is_default_domain};
 use crate::symbolic::SymDim;
 use crate::tensors::{TensorOrigin, TensorTable};
 
@@ -84,8 +84,16 @@ fn constant_value(node: &Node, name: &str) -> Option<Tensor> {
     Some(t)
 }
 
-/// Builds the e-graph of `graph`.
-pub fn import(graph: &Graph) -> Result<(EGraph, Imported), RewriteError> {
+/// Builds the e-graph of the model's main graph, with the model's ONNX opset in the
+/// analysis.
+pub fn import(model: &Model) -> Result<(EGraph, Imported), RewriteError> {
+    let (mut egraph, imported) = import_graph(&model.graph)?;
+    egraph.analysis.onnx_opset = model.opset("");
+    Ok((egraph, imported))
+}
+
+/// Builds the e-graph of `graph` (no opset known).
+pub(crate) fn import_graph(graph: &Graph) -> Result<(EGraph, Imported), RewriteError> {
     let mut analysis = OnnxAnalysis::default();
     for input in &graph.inputs {
         let facts = input
@@ -178,7 +186,7 @@ pub fn import(graph: &Graph) -> Result<(EGraph, Imported), RewriteError> {
             let attrs: Attrs = Arc::from(attrs);
             let data = OpNode {
                 op: Symbol::from(node.op_type.as_str()),
-                domain: Symbol::from(if node.domain == "ai.onnx" {
+                domain: Symbol::from(if is_default_domain(&node.domain) {
                     ""
                 } else {
                     node.domain.as_str()

@@ -159,8 +159,7 @@ impl OpNode {
 
     /// True for `op` in the ONNX domain.
     pub fn is_onnx(&self, op: &str) -> bool {
-        self.op.as_str() == op
-            && (self.domain.as_str().is_empty() || self.domain.as_str() == "ai.onnx")
+        self.op.as_str() == op && is_default_domain(self.domain.as_str())
     }
 
     /// True for `op` in `domain` (`""` and `ai.onnx` are the same domain).
@@ -208,11 +207,6 @@ pub enum OnnxKind {
 }
 
 impl Onnx {
-    /// An operator e-node.
-    pub fn op(node: OpNode, children: Vec<Id>) -> Onnx {
-        Onnx::Op(node, children)
-    }
-
     /// The operator data, for [`Onnx::Op`] nodes.
     pub fn as_op(&self) -> Option<(&OpNode, &[Id])> {
         match self {
@@ -273,10 +267,15 @@ impl Language for Onnx {
     }
 }
 
+/// True for the default ONNX domain, which models spell `""` or `"ai.onnx"`.
+pub(crate) fn is_default_domain(domain: &str) -> bool {
+    domain.is_empty() || domain == "ai.onnx"
+}
+
 /// Short domain prefixes used in patterns and displays.
 fn domain_prefix(domain: &str) -> Option<&'static str> {
     match domain {
-        "" | "ai.onnx" => Some(""),
+        d if is_default_domain(d) => Some(""),
         transfuse_ir::MS_DOMAIN => Some("ms:"),
         INTERNAL_DOMAIN => Some("internal:"),
         _ => None,

@@ -17,16 +17,23 @@
 //!   by [`TensorId`] into the [`TensorTable`]; tensor data never enters the e-graph);
 //!   multi-output nodes are tuple classes read through [`Onnx::Proj`]; one [`Onnx::Root`]
 //!   holds the graph outputs. Nodes with subgraphs are [`Onnx::Opaque`] and pass through.
-//! - [`analysis`]: per e-class element type, symbolic shape ([`SymDim`]: `batch`, `64`,
-//!   `batch*sequence`), small constant values (shape vectors and scalars, folded through the
-//!   shape and scale arithmetic exporters emit, see [`infer`]) and "every element equals c".
+//! - Import (`import.rs`, private): the model's main graph becomes an e-graph.
+//! - The analysis ([`ClassData`]): per e-class element type, symbolic shape ([`SymDim`]:
+//!   `batch`, `64`, `batch*sequence`), small constant values (shape vectors and scalars,
+//!   folded through the shape and scale arithmetic exporters emit) and "every element equals
+//!   c". Per-op inference lives in `infer/` (private): `shape.rs`, `slice.rs`, `fold.rs`,
+//!   `uniform.rs`, with a table of tests per op family.
 //! - [`fusions`]: the registry [`FUSIONS`]; each fusion is a file of named rules.
-//! - [`extract`]: DAG-aware greedy extraction (shared subterms paid once). New nodes of an
-//!   op type only a disabled fusion emits are never extracted, nor [`INTERNAL_DOMAIN`] ops.
-//! - [`lower`]: back to ONNX, keeping value names, original nodes and their metadata.
+//! - Extraction (`extract/`, private): DAG-aware greedy extraction (shared subterms paid
+//!   once) under the cost model of `extract/cost.rs`. New nodes of an op type only a disabled
+//!   fusion emits are never extracted, nor [`INTERNAL_DOMAIN`] ops.
+//! - Lowering (`lower/`, private): back to ONNX in three steps, naming, ordering and
+//!   emission, keeping value names, original nodes with their metadata and every output
+//!   they declared.
 //! - [`opset`]: a default-domain opset above [`opset::MAX_KNOWN_OPSET`] is refused; an output
 //!   with an op newer than the model's opset is raised to it only where every op means the
 //!   same, else made without that op; created values get `value_info`.
+//! - [`Report`]: op counts before and after, and the fused ops the run created.
 //!
 //! # How to add a fusion
 //! 1. Create `src/fusions/<name>.rs` with `pub fn rules() -> Result<Vec<Rewrite>, RewriteError>`
@@ -43,7 +50,8 @@
 //!    example `internal:HeadSplit`) to the class of the structure it recognized; other rules
 //!    match on it; a final rule puts the real ONNX Runtime node in the same class. Internal
 //!    ops are never extracted, so a half-recognized structure costs nothing.
-//! 4. If a new op needs facts (shape, dtype) that [`infer`] does not know, add it there.
+//! 4. If a new op needs facts (shape, dtype) that inference does not know, add it to
+//!    `src/infer/shape.rs` (and its table in `src/infer/tests.rs`).
 //! 5. Tests: one where the fusion fires and one where it must not (see `tests/`), and a
 //!    parity check of the fused graph against the original.
 //!
@@ -52,25 +60,25 @@
 //! adding the same e-node again is free, and [`TensorTable::intern`] gives created tensors
 //! stable ids).
 
-pub mod analysis;
+mod analysis;
 mod error;
-pub mod extract;
+mod extract;
 pub mod fusions;
-pub mod import;
-pub mod infer;
+mod import;
+mod infer;
 pub mod lang;
-pub mod lower;
+mod lower;
 pub mod opset;
 mod options;
 mod report;
 pub mod rule;
-pub mod symbolic;
+mod symbolic;
 mod tensors;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use egg::{Language, Runner, SimpleScheduler};
+use egg::{Runner, SimpleScheduler};
 use transfuse_ir::Model;
 
 pub use analysis::{ClassData, EGraph, OnnxAnalysis, ValueFacts};
@@ -79,45 +87,14 @@ pub use error::RewriteError;
 pub use fusions::{FUSIONS, Fusion};
 pub use lang::{AttrVal, INTERNAL_DOMAIN, Onnx, OpNode, TensorId};
 pub use options::{FusionSet, OptimizeOptions, RunnerLimits};
-pub use report::{EGraphReport, FUSED_OPS, Report, fused_counts};
+pub use report::{EGraphReport, Report, fused_counts, fused_op_types};
 pub use symbolic::{ConstValue, Scalar, SymDim};
 pub use tensors::{TensorEntry, TensorOrigin, TensorTable};
 
-/// Own cost of an e-node for extraction: leaves are free, original nodes cost 1, new nodes of
-/// a fused op type 0.5 (so a fusion wins over the nodes it replaces), other new nodes
-/// slightly more than 1 (so rewritten spellings never displace the original ones), and
-/// internal ops or new nodes of disabled fusions cannot be chosen.
-struct CostModel {
-    original: HashSet<Onnx>,
-    allowed: Vec<(&'static str, &'static str)>,
-    fused: Vec<(&'static str, &'static str)>,
-}
-
-impl CostModel {
-    fn cost(&self, n: &Onnx) -> f64 {
-        match n {
-            Onnx::Input(_) | Onnx::Const(_) | Onnx::Absent | Onnx::Proj(..) | Onnx::Root(_) => 0.0,
-            Onnx::Opaque(..) => 1.0,
-            Onnx::Op(d, _) => {
-                if d.domain.as_str() == INTERNAL_DOMAIN {
-                    return f64::INFINITY;
-                }
-                if self.original.contains(n) {
-                    return 1.0;
-                }
-                let key = |list: &[(&str, &str)]| list.iter().any(|(dom, op)| d.is(dom, op));
-                if key(&self.fused) {
-                    if key(&self.allowed) {
-                        0.5
-                    } else {
-                        f64::INFINITY
-                    }
-                } else {
-                    1.001
-                }
-            }
-        }
-    }
+/// Internals that the crate's integration tests inspect; not part of the API.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::import::{Imported, import};
 }
 
 /// Optimizes `model` with the fusions and limits of `options`.
@@ -140,11 +117,8 @@ fn optimize_at_model_opset(
     if rules.is_empty() {
         // No fusion selected (`--fusions none`): the model is returned exactly as loaded, not
         // re-extracted, so "none" is a faithful baseline.
-        let report = Report {
+        let mut report = Report {
             model: model.graph.name.clone(),
-            nodes_before: model.graph.nodes.len(),
-            nodes_after: model.graph.nodes.len(),
-            fused: fused_counts(&model.graph),
             optimize_ms: start.elapsed().as_secs_f64() * 1e3,
             egraph: EGraphReport {
                 stop_reason: "NotRun".to_string(),
@@ -152,20 +126,17 @@ fn optimize_at_model_opset(
             },
             ..Report::default()
         };
+        report.count_ops(&model.graph, &model.graph);
         return Ok((model.clone(), report));
     }
-    let (mut egraph, imported) = import::import(&model.graph)?;
-    egraph.analysis.onnx_opset = model.opset("");
+    let (egraph, imported) = import::import(model)?;
     let limits = &options.limits;
 
     let mut report = Report {
         model: model.graph.name.clone(),
-        nodes_before: model.graph.nodes.len(),
         ..Report::default()
     };
-    let (egraph, stop_reason, iterations) = if rules.is_empty() {
-        (egraph, "NotRun".to_string(), 0)
-    } else {
+    let (egraph, stop_reason, iterations) = {
         let runner = Runner::<Onnx, OnnxAnalysis>::default()
             .with_egraph(egraph)
             .with_node_limit(limits.node_limit)
@@ -195,19 +166,17 @@ fn optimize_at_model_opset(
         stop_reason,
     };
 
-    let costs = CostModel {
-        original: imported
-            .original_nodes
-            .iter()
-            .map(|(n, _)| n.clone().map_children(|c| egraph.find(c)))
-            .collect(),
+    // Original nodes by canonical e-node, computed once: the cost model prices them and
+    // lowering writes them back as themselves.
+    let original = lower::canonical_originals(&imported, &egraph);
+    let costs = extract::CostModel {
+        original: &original,
         allowed: fusions::allowed_new_ops(&options.fusions),
         fused: fusions::fused_ops(),
     };
     let extraction = extract::extract(&egraph, egraph.find(imported.root), |n| costs.cost(n))?;
-    let out = lower::lower(model, &imported, &egraph, &extraction)?;
-    report.nodes_after = out.graph.nodes.len();
-    report.fused = fused_counts(&out.graph);
+    let out = lower::lower(model, &imported, &egraph, &extraction, &original)?;
+    report.count_ops(&model.graph, &out.graph);
     report.optimize_ms = start.elapsed().as_secs_f64() * 1e3;
     Ok((out, report))
 }

@@ -168,7 +168,7 @@ fn annotate_new_values(model: &Model, out: &mut Model) {
     known.extend(g.outputs.iter().map(|v| v.name.as_str()));
     known.extend(g.value_info.iter().map(|v| v.name.as_str()));
     known.extend(g.initializers.keys().map(String::as_str));
-    let Ok((egraph, imported)) = crate::import::import(&out.graph) else {
+    let Ok((egraph, imported)) = crate::import::import(out) else {
         return;
     };
     let declared: HashSet<String> = out

@@ -24,8 +24,8 @@ impl FusionSet {
         }
     }
 
-    /// No fusion: the model goes through the e-graph and back unchanged but for common
-    /// subexpressions (identical nodes on identical inputs) being merged.
+    /// No fusion: [`crate::optimize`] returns the model exactly as loaded, without going
+    /// through the e-graph (a faithful baseline).
     pub fn none() -> FusionSet {
         FusionSet {
             enabled: BTreeSet::new(),

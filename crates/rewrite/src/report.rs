@@ -1,22 +1,23 @@
-//! What an optimization did, as issue-4 JSON.
+//! What an optimization did, as JSON.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use transfuse_ir::{Graph, MS_DOMAIN};
+use transfuse_ir::Graph;
 
-/// The fused op types counted in [`Report::fused`] (domain, op type).
-pub const FUSED_OPS: &[(&str, &str)] = &[
-    ("", "LayerNormalization"),
-    (MS_DOMAIN, "SkipLayerNormalization"),
-    (MS_DOMAIN, "Gelu"),
-    (MS_DOMAIN, "FastGelu"),
-    (MS_DOMAIN, "BiasGelu"),
-    (MS_DOMAIN, "QuickGelu"),
-    (MS_DOMAIN, "Attention"),
-    (MS_DOMAIN, "MultiHeadAttention"),
-    (MS_DOMAIN, "EmbedLayerNormalization"),
-];
+use crate::fusions::FUSIONS;
+
+/// The fused op types counted in [`Report::fused`]: every `(domain, op type)` some fusion of
+/// [`FUSIONS`] emits, once each, in registry order.
+pub fn fused_op_types() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&'static str, &'static str)> = Vec::new();
+    for pair in FUSIONS.iter().flat_map(|f| f.emits.iter().copied()) {
+        if !out.contains(&pair) {
+            out.push(pair);
+        }
+    }
+    out
+}
 
 /// The e-graph part of a [`Report`].
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -37,12 +38,18 @@ pub struct EGraphReport {
 pub struct Report {
     /// The model (its graph name; callers replace it with a path).
     pub model: String,
-    /// Count of each fused op type in the optimized graph (every type of [`FUSED_OPS`]).
+    /// Fused nodes this run created, per fused op type (every type of [`fused_op_types`]):
+    /// the count in the output minus the count in the input, floored at 0, so fused ops the
+    /// input already had are not counted.
     pub fused: BTreeMap<String, usize>,
     /// Nodes in the input graph.
     pub nodes_before: usize,
     /// Nodes in the optimized graph.
     pub nodes_after: usize,
+    /// Node count per op type in the input graph (`domain.op` outside the ONNX domain).
+    pub ops_before: BTreeMap<String, usize>,
+    /// Node count per op type in the optimized graph (`domain.op` outside the ONNX domain).
+    pub ops_after: BTreeMap<String, usize>,
     /// Time of the whole optimization (import, run, extraction, lowering), in ms.
     pub optimize_ms: f64,
     /// The e-graph run.
@@ -51,9 +58,27 @@ pub struct Report {
     pub rules: BTreeMap<String, usize>,
 }
 
-/// Counts of [`FUSED_OPS`] in a graph.
+impl Report {
+    /// Fills the node counts and [`Report::fused`] from the input and output graphs.
+    pub(crate) fn count_ops(&mut self, before: &Graph, after: &Graph) {
+        self.nodes_before = before.nodes.len();
+        self.nodes_after = after.nodes.len();
+        self.ops_before = before.op_histogram();
+        self.ops_after = after.op_histogram();
+        let (was, now) = (fused_counts(before), fused_counts(after));
+        self.fused = now
+            .into_iter()
+            .map(|(op, n)| {
+                let had = was.get(&op).copied().unwrap_or(0);
+                (op, n.saturating_sub(had))
+            })
+            .collect();
+    }
+}
+
+/// Counts of each of [`fused_op_types`] in a graph (all of them, zeros included).
 pub fn fused_counts(graph: &Graph) -> BTreeMap<String, usize> {
-    FUSED_OPS
+    fused_op_types()
         .iter()
         .map(|(domain, op)| {
             let n = graph

@@ -276,11 +276,6 @@ pub fn absent(eg: &mut EGraph) -> Id {
     eg.add(Onnx::Absent)
 }
 
-/// The facts of an input of the node `(node, children)` at `index`.
-pub fn input_data<'a>(eg: &'a EGraph, children: &[Id], index: usize) -> Option<&'a ClassData> {
-    children.get(index).map(|&c| data(eg, c))
-}
-
 /// Normalized reduction axes of a `Reduce*` e-node (attribute or constant input form).
 pub fn reduce_axes(eg: &EGraph, node: &OpNode, children: &[Id]) -> Option<Vec<usize>> {
     let inputs: Vec<&ClassData> = children.iter().map(|&c| data(eg, c)).collect();

@@ -33,20 +33,20 @@ impl SymDim {
         }
     }
 
+    /// The symbol when the dim is exactly one named size (coefficient 1).
+    pub fn as_symbol(&self) -> Option<Symbol> {
+        match self.syms.as_slice() {
+            [s] if self.coef == 1 => Some(*s),
+            _ => None,
+        }
+    }
+
     /// The value when it is a known integer.
     pub fn as_known(&self) -> Option<i64> {
         if self.syms.is_empty() {
             Some(self.coef)
         } else {
             None
-        }
-    }
-
-    /// True when this is exactly one symbol (coefficient 1).
-    pub fn as_symbol(&self) -> Option<Symbol> {
-        match self.syms.as_slice() {
-            [s] if self.coef == 1 => Some(*s),
-            _ => None,
         }
     }
 

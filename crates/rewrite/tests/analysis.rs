@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use transfuse_ir::Model;
-use transfuse_rewrite::import::import;
+use transfuse_rewrite::testing::import;
 use transfuse_rewrite::{ClassData, EGraph, Scalar, SymDim};
 
 fn facts(model: &str) -> (EGraph, Vec<(String, egg::Id)>) {
@@ -13,7 +13,7 @@ fn facts(model: &str) -> (EGraph, Vec<(String, egg::Id)>) {
         .join("../../testdata/models/tiny")
         .join(format!("{model}.onnx"));
     let m = Model::load(path).unwrap();
-    let (eg, imported) = import(&m.graph).unwrap();
+    let (eg, imported) = import(&m).unwrap();
     (eg, imported.names)
 }
 

@@ -1,4 +1,4 @@
-//! The issue-4 acceptance checks on every tiny test model: every LayerNorm and every GELU
+//! Normalization and GELU fusion on every tiny test model: every LayerNorm and every GELU
 //! fused, no `Erf`/`Pow`/`ReduceMean` left, names kept, and the fused model computes what the
 //! original does (reference interpreter) and what PyTorch did (`test_data_set_0`).
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -12,7 +12,7 @@ use transfuse_interp::{Interpreter, Value};
 use transfuse_ir::{Model, Tensor};
 use transfuse_rewrite::{FusionSet, OptimizeOptions, optimize};
 
-/// The fusions of issue 4 (attention and embedding fusions are tested on their own).
+/// The normalization and GELU fusions (attention and embedding fusions are tested on their own).
 const NORMALIZATION_AND_GELU: &str = "layernorm,skiplayernorm,gelu,biasgelu,fastgelu,quickgelu";
 
 const MODELS: &[&str] = &[

@@ -462,7 +462,7 @@ mod tests {
     }
 
     fn proven(graph: &Graph, bias: &str) -> bool {
-        let (mut eg, imported) = crate::import::import(graph).unwrap();
+        let (mut eg, imported) = crate::import::import_graph(graph).unwrap();
         eg.rebuild();
         let id = imported.names.iter().find(|(n, _)| n == bias).unwrap().1;
         key_padding_source(&eg, id).is_some()

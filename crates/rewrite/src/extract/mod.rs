@@ -9,6 +9,8 @@
 //!
 //! Deterministic: classes are visited in id order and ties keep the earlier choice.
 
+mod cost;
+
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
@@ -18,13 +20,13 @@ use crate::analysis::EGraph;
 use crate::error::RewriteError;
 use crate::lang::Onnx;
 
+pub(crate) use cost::CostModel;
+
 /// The chosen e-node of every e-class reachable from the root.
 #[derive(Debug, Clone)]
 pub struct Extraction {
     /// Class (canonical id) -> chosen e-node (children canonical).
     pub choice: HashMap<Id, Onnx>,
-    /// Summed cost of the distinct chosen classes.
-    pub cost: f64,
 }
 
 #[derive(Clone)]
@@ -144,7 +146,7 @@ pub fn extract(
     refine(&nodes, &mut chosen, root_class);
 
     // Follow the choices from the root.
-    let (reachable, total) = reach(&nodes, &chosen, root_class).ok_or_else(|| {
+    let (reachable, _) = reach(&nodes, &chosen, root_class).ok_or_else(|| {
         RewriteError::Extraction("the extracted graph has a cycle or a class without choice".into())
     })?;
     let mut choice = HashMap::new();
@@ -156,10 +158,7 @@ pub fn extract(
             choice.insert(ids[ci], node);
         }
     }
-    Ok(Extraction {
-        choice,
-        cost: total,
-    })
+    Ok(Extraction { choice })
 }
 
 /// The classes reachable from `root` under `chosen`, and their summed cost; `None` when a
