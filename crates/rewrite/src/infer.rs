@@ -492,7 +492,7 @@ fn infer_multi(node: &OpNode, inputs: &[&ClassData]) -> Option<Vec<ValueFacts>> 
                     .collect(),
             )
         }
-        "LayerNormalization" | "SkipLayerNormalization" => {
+        "LayerNormalization" | "SkipLayerNormalization" | "SkipSimplifiedLayerNormalization" => {
             let s = shape_of(inputs, 0);
             let mut out = vec![
                 ValueFacts {

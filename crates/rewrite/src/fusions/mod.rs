@@ -15,7 +15,9 @@ mod fastgelu;
 mod gelu;
 mod layernorm;
 pub mod normalize;
+mod norm_conditions;
 mod quickgelu;
+mod rmsnorm;
 mod skiplayernorm;
 
 /// One fusion of the registry.
@@ -51,6 +53,20 @@ pub const FUSIONS: &[Fusion] = &[
         emits: &[(MS, "SkipLayerNormalization")],
         needs: &["layernorm"],
         rules: skiplayernorm::rules,
+    },
+    Fusion {
+        name: "rmsnorm",
+        summary: "RMS normalization (x / sqrt(mean(x^2) + eps) * g) -> SimplifiedLayerNormalization",
+        emits: &[("", "SimplifiedLayerNormalization")],
+        needs: &[],
+        rules: rmsnorm::rules,
+    },
+    Fusion {
+        name: "skiprmsnorm",
+        summary: "RMS norm of a residual sum -> SkipSimplifiedLayerNormalization",
+        emits: &[(MS, "SkipSimplifiedLayerNormalization")],
+        needs: &["rmsnorm"],
+        rules: rmsnorm::skip_rules,
     },
     Fusion {
         name: "gelu",
