@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use support::{Builder, count, max_diff, pseudo_random, run_with};
 use transfuse_interp::Value;
 use transfuse_ir::{AttrValue, DataType, Dim, Model, Tensor, ValueInfo};
-use transfuse_ort::{LIBRARY_FILE_NAME, LIBRARY_PATH_VARIABLE, OrtRuntime, Session, SessionOptions};
+use transfuse_ort::{
+    LIBRARY_FILE_NAME, LIBRARY_PATH_VARIABLE, OrtRuntime, Session, SessionOptions,
+};
 
 /// How the RMS norm is spelled.
 #[derive(Clone, Copy, Debug)]
@@ -102,7 +104,11 @@ enum InputShape {
 fn model_with(form: Form, input: InputShape) -> Model {
     let mut b = Builder::new(14);
     let shape = match input {
-        InputShape::Known => Some(vec![Dim::Symbol("batch".into()), Dim::Known(3), Dim::Known(8)]),
+        InputShape::Known => Some(vec![
+            Dim::Symbol("batch".into()),
+            Dim::Known(3),
+            Dim::Known(8),
+        ]),
         InputShape::LastDimUnknown => Some(vec![
             Dim::Symbol("batch".into()),
             Dim::Known(3),
@@ -127,7 +133,7 @@ fn feed(names: &[&str], dims: &[i64], seed: u64) -> HashMap<String, Value> {
             let values: Vec<f32> = (0..n)
                 .map(|i| pseudo_random(seed + k as u64, i as u64))
                 .collect();
-            let t = Tensor::from_f32(name, dims.to_vec(), &values);
+            let t = Tensor::from_f32(*name, dims.to_vec(), &values);
             (name.to_string(), Value::from_tensor(&t).unwrap())
         })
         .collect()
@@ -160,7 +166,11 @@ fn rms_forms_fuse_and_match() {
     }
     forms.push(Form { axis: 2, ..T5 });
     for form in forms {
-        for input in [InputShape::Known, InputShape::LastDimUnknown, InputShape::None] {
+        for input in [
+            InputShape::Known,
+            InputShape::LastDimUnknown,
+            InputShape::None,
+        ] {
             let model = model_with(form, input);
             let (fused, report) = run_with(&model, "rmsnorm");
             assert_eq!(
@@ -186,7 +196,11 @@ fn rms_over_another_axis_or_with_a_wrong_scale_is_left_alone() {
     for input in [InputShape::Known, InputShape::LastDimUnknown] {
         let model = model_with(Form { axis: 1, ..T5 }, input);
         let (fused, _) = run_with(&model, "all");
-        assert_eq!(count(&fused, "SimplifiedLayerNormalization"), 0, "{input:?}");
+        assert_eq!(
+            count(&fused, "SimplifiedLayerNormalization"),
+            0,
+            "{input:?}"
+        );
         assert_eq!(count(&fused, "ReduceMean"), 1);
     }
     // Without any shape, axis 2 may or may not be the last one.
@@ -318,7 +332,10 @@ fn fused_rms_norms_run_in_onnx_runtime() {
             .enumerate()
             .map(|(k, name)| {
                 let values: Vec<f32> = (0..48).map(|i| pseudo_random(20 + k as u64, i)).collect();
-                (name.to_string(), Tensor::from_f32(name, vec![2, 3, 8], &values))
+                (
+                    name.to_string(),
+                    Tensor::from_f32(*name, vec![2, 3, 8], &values),
+                )
             })
             .collect();
         let expected = ort_run(&model, &inputs);
@@ -381,7 +398,11 @@ fn tanh_gelu_with_a_product_cube_and_the_half_outside_fuses() {
 fn layer_norm_model(input: InputShape, axis: i64, gamma_len: i64) -> Model {
     let mut b = Builder::new(14);
     let shape = match input {
-        InputShape::Known => Some(vec![Dim::Symbol("batch".into()), Dim::Known(3), Dim::Known(8)]),
+        InputShape::Known => Some(vec![
+            Dim::Symbol("batch".into()),
+            Dim::Known(3),
+            Dim::Known(8),
+        ]),
         InputShape::LastDimUnknown => Some(vec![
             Dim::Symbol("batch".into()),
             Dim::Known(3),
@@ -412,7 +433,11 @@ fn layer_norm_model(input: InputShape, axis: i64, gamma_len: i64) -> Model {
 
 #[test]
 fn layer_norm_fuses_with_partly_known_or_unknown_shapes() {
-    for input in [InputShape::Known, InputShape::LastDimUnknown, InputShape::None] {
+    for input in [
+        InputShape::Known,
+        InputShape::LastDimUnknown,
+        InputShape::None,
+    ] {
         let model = layer_norm_model(input, -1, 8);
         let (fused, report) = run_with(&model, "layernorm");
         assert_eq!(
@@ -422,7 +447,11 @@ fn layer_norm_fuses_with_partly_known_or_unknown_shapes() {
             fused.graph.nodes
         );
         assert_eq!(fused.graph.nodes[0].op_type, "LayerNormalization");
-        assert_eq!(fused.graph.nodes[0].inputs.len(), 3, "{input:?}: scale and bias");
+        assert_eq!(
+            fused.graph.nodes[0].inputs.len(),
+            3,
+            "{input:?}: scale and bias"
+        );
         let inputs = feed(&["x"], &[2, 3, 8], 8);
         let d = max_diff(&model, &fused, &inputs);
         assert!(d < 1e-5, "{input:?}: max diff {d}");

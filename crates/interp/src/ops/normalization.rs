@@ -237,18 +237,20 @@ impl RmsNorm {
         let row_len: usize = norm_shape.iter().product();
         let inv = match x.as_slice_mut() {
             Some(data) => rms_normalize_rows(data, row_len, &scale, self.epsilon),
-            None => return Err(OpError::shape("SimplifiedLayerNormalization input not contiguous")),
+            None => {
+                return Err(OpError::shape(
+                    "SimplifiedLayerNormalization input not contiguous",
+                ));
+            }
         };
         let stat_shape: Vec<usize> = shape
             .iter()
             .enumerate()
             .map(|(i, &d)| if i < axis { d } else { 1 })
             .collect();
-        let inv = ArrayD::from_shape_vec(
-            IxDyn(&stat_shape),
-            inv.into_iter().map(T::of_f64).collect(),
-        )
-        .map_err(|e| OpError::shape(e.to_string()))?;
+        let inv =
+            ArrayD::from_shape_vec(IxDyn(&stat_shape), inv.into_iter().map(T::of_f64).collect())
+                .map_err(|e| OpError::shape(e.to_string()))?;
         Ok(vec![T::wrap(x), T::wrap(inv)])
     }
 }

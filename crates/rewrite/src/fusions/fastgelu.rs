@@ -14,12 +14,12 @@ use egg::Id;
 
 use crate::analysis::EGraph;
 use crate::error::RewriteError;
+use crate::lang::Onnx;
 use crate::lang::OpNode;
 use crate::rule::{
     Match, Rewrite, add_op, binary, has_matmul, is_channel_vector, is_float, near, ops, rule, same,
     same_shape, scalar, scalar_near, shape,
 };
-use crate::lang::Onnx;
 
 const MS: &str = transfuse_ir::MS_DOMAIN;
 const REL: f64 = 1e-5;
@@ -66,9 +66,8 @@ fn is_square(eg: &EGraph, id: Id, x: Id) -> bool {
 
 /// True when class `id` is `x^3`.
 fn is_cube(eg: &EGraph, id: Id, x: Id) -> bool {
-    binary(eg, id, "Pow").any(|(a, e)| {
-        same(eg, a, x) && scalar(eg, e) == Some(3.0) && shape_neutral(eg, e, x)
-    })
+    binary(eg, id, "Pow")
+        .any(|(a, e)| same(eg, a, x) && scalar(eg, e) == Some(3.0) && shape_neutral(eg, e, x))
         || binary(eg, id, "Mul").any(|(a, b)| {
             (same(eg, a, x) && is_square(eg, b, x)) || (same(eg, b, x) && is_square(eg, a, x))
         })

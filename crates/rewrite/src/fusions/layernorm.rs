@@ -15,10 +15,10 @@
 
 use egg::Id;
 
+use super::norm_conditions::{channel_len, epsilon_of, mean_over_last_axis};
 use crate::analysis::EGraph;
 use crate::error::RewriteError;
 use crate::lang::{AttrVal, F32Bits, OpNode};
-use super::norm_conditions::{channel_len, epsilon_of, mean_over_last_axis};
 use crate::rule::{
     Match, Rewrite, add_f32, add_op, binary, data, is_const, is_float, last_dim, ops, rule, same,
     same_shape, scalar,
@@ -26,8 +26,7 @@ use crate::rule::{
 
 /// `x` when class `m` holds `ReduceMean(x)` over the last axis with keepdims.
 fn mean_of_last_axis(eg: &EGraph, m: Id, x: Id) -> bool {
-    ops(eg, m, "", "ReduceMean")
-        .any(|(n, c)| same(eg, c[0], x) && mean_over_last_axis(eg, n, c))
+    ops(eg, m, "", "ReduceMean").any(|(n, c)| same(eg, c[0], x) && mean_over_last_axis(eg, n, c))
 }
 
 /// `x` when class `d` holds `Sub(x, mean(x))`.
@@ -79,12 +78,12 @@ fn core_in(eg: &EGraph, n: Id) -> Option<(Id, f32)> {
             binary(eg, c[0], "Add").find_map(|(var, eps)| core_parts(eg, d, var, eps))
         })
     };
-    let reciprocal = |r: Id, d: Id| ops(eg, r, "", "Reciprocal").find_map(|(_, c)| under_sqrt(c[0], d));
+    let reciprocal =
+        |r: Id, d: Id| ops(eg, r, "", "Reciprocal").find_map(|(_, c)| under_sqrt(c[0], d));
     binary(eg, n, "Div")
         .find_map(|(d, s)| under_sqrt(s, d))
         .or_else(|| {
-            binary(eg, n, "Mul")
-                .find_map(|(a, b)| reciprocal(b, a).or_else(|| reciprocal(a, b)))
+            binary(eg, n, "Mul").find_map(|(a, b)| reciprocal(b, a).or_else(|| reciprocal(a, b)))
         })
 }
 

@@ -40,8 +40,7 @@ pub(crate) fn mean_over_last_axis(eg: &EGraph, node: &OpNode, children: &[Id]) -
 /// else.
 pub(crate) fn channel_len(eg: &EGraph, v: Id, x: Id) -> Option<i64> {
     let s = shape(eg, v)?;
-    if !is_const(eg, v) || s.len() != 1 || dtype(eg, x).is_none() || dtype(eg, v) != dtype(eg, x)
-    {
+    if !is_const(eg, v) || s.len() != 1 || dtype(eg, x).is_none() || dtype(eg, v) != dtype(eg, x) {
         return None;
     }
     let len = s[0].as_known()?;

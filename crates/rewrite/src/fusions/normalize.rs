@@ -15,8 +15,8 @@ use crate::lang::OpNode;
 use crate::rule::{
     Match, Rewrite, add_f32, add_op, dtype, is_const, is_float, rule, same_shape, scalar, shape,
 };
-use transfuse_ir::DataType;
 use egg::Id;
+use transfuse_ir::DataType;
 
 fn commute_constant_right(op: &'static str) -> impl Fn(&mut EGraph, &Match<'_>) -> Option<Id> {
     move |eg, m| {

@@ -61,7 +61,9 @@ fn mean_square_plus_eps(eg: &EGraph, s: Id, x: Id) -> Option<f32> {
 /// `Pow(.., -0.5)`.
 fn inverse_rms(eg: &EGraph, r: Id, x: Id) -> Option<f32> {
     ops(eg, r, "", "Reciprocal")
-        .find_map(|(_, c)| ops(eg, c[0], "", "Sqrt").find_map(|(_, s)| mean_square_plus_eps(eg, s[0], x)))
+        .find_map(|(_, c)| {
+            ops(eg, c[0], "", "Sqrt").find_map(|(_, s)| mean_square_plus_eps(eg, s[0], x))
+        })
         .or_else(|| {
             binary(eg, r, "Pow")
                 .find_map(|(s, p)| (scalar(eg, p) == Some(-0.5)).then_some(s))
