@@ -1,5 +1,7 @@
 //! Normalizations: ONNX `LayerNormalization`, `BatchNormalization` (inference),
-//! `InstanceNormalization`, and ONNX Runtime's `SkipLayerNormalization`.
+//! `InstanceNormalization`, and ONNX Runtime's `SkipLayerNormalization`, and the RMS forms
+//! `SimplifiedLayerNormalization` (ONNX domain, as ONNX Runtime registers it) and
+//! `SkipSimplifiedLayerNormalization` (`com.microsoft`).
 //!
 //! Statistics are accumulated in `f64` and use two passes (mean, then squared deviations),
 //! so results are at least as accurate as ONNX Runtime's one-pass `E[x²] - E[x]²`.
@@ -36,6 +38,42 @@ pub(crate) fn register(reg: &mut Registry) {
         build_instance_norm,
     );
     reg.insert(MS, "SkipLayerNormalization", 1..=1, build_skip_layer_norm);
+    // ONNX Runtime registers this contrib op in the ONNX domain at version 1.
+    reg.insert(
+        ONNX,
+        "SimplifiedLayerNormalization",
+        1..=MAX_ONNX_OPSET,
+        build_rms_norm,
+    );
+    reg.insert(
+        MS,
+        "SkipSimplifiedLayerNormalization",
+        1..=1,
+        build_skip_rms_norm,
+    );
+}
+
+/// Normalizes each contiguous row of `data` in place by its root mean square:
+/// `x / sqrt(mean(x^2) + eps) * scale`. Returns each row's `1 / sqrt(mean(x^2) + eps)`.
+fn rms_normalize_rows<T: Float>(data: &mut [T], row_len: usize, scale: &[T], eps: f64) -> Vec<f64> {
+    if row_len == 0 {
+        return Vec::new();
+    }
+    let f = |row: &mut [T]| {
+        let n = row.len().max(1) as f64;
+        let ms = row.iter().map(|&x| x.as_f64().powi(2)).sum::<f64>() / n;
+        let inv = 1.0 / (ms + eps).sqrt();
+        let i = T::of_f64(inv);
+        for (x, &s) in row.iter_mut().zip(scale) {
+            *x = *x * i * s;
+        }
+        inv
+    };
+    if data.len() >= PARALLEL_ELEMENTS {
+        data.par_chunks_mut(row_len).map(f).collect()
+    } else {
+        data.chunks_mut(row_len).map(f).collect()
+    }
 }
 
 /// Statistics of one row: its mean and `1 / sqrt(var + epsilon)`.
@@ -160,20 +198,90 @@ impl LayerNorm {
     }
 }
 
+/// ONNX Runtime's `SimplifiedLayerNormalization` (RMSNorm): `x / sqrt(mean(x^2) + eps) *
+/// scale` over the axes from `axis` on. Outputs: the normalized value and the per-row
+/// `1 / sqrt(mean(x^2) + eps)` (shape of the input with the normalized dims 1).
+#[derive(Debug)]
+struct RmsNorm {
+    axis: i64,
+    epsilon: f64,
+}
+
+fn build_rms_norm(ctx: &BuildCtx<'_>) -> OpResult<Box<dyn Kernel>> {
+    Ok(Box::new(RmsNorm {
+        axis: ctx.int("axis", -1)?,
+        epsilon: f64::from(ctx.float("epsilon", 1e-5)?),
+    }))
+}
+
+impl Kernel for RmsNorm {
+    fn run(&self, inputs: &mut Inputs<'_>) -> OpResult<Vec<Value>> {
+        match inputs.req(0, "X")? {
+            Value::F32(_) => self.apply::<f32>(inputs),
+            Value::F64(_) => self.apply::<f64>(inputs),
+            other => Err(OpError::dtype(format!(
+                "SimplifiedLayerNormalization needs float input, got {}",
+                other.dtype()
+            ))),
+        }
+    }
+}
+
+impl RmsNorm {
+    fn apply<T: Float + ValueElem>(&self, inputs: &mut Inputs<'_>) -> OpResult<Vec<Value>> {
+        let shape = inputs.req(0, "X")?.shape().to_vec();
+        let axis = normalize_axis(self.axis, shape.len())?;
+        let norm_shape = &shape[axis..];
+        let scale = flat_broadcast::<T>(inputs.req(1, "scale")?, norm_shape, "scale")?;
+        let mut x = standard(crate::value::typed_owned::<T>(inputs.take(0, "X")?, "X")?);
+        let row_len: usize = norm_shape.iter().product();
+        let inv = match x.as_slice_mut() {
+            Some(data) => rms_normalize_rows(data, row_len, &scale, self.epsilon),
+            None => {
+                return Err(OpError::shape(
+                    "SimplifiedLayerNormalization input not contiguous",
+                ));
+            }
+        };
+        let stat_shape: Vec<usize> = shape
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| if i < axis { d } else { 1 })
+            .collect();
+        let inv =
+            ArrayD::from_shape_vec(IxDyn(&stat_shape), inv.into_iter().map(T::of_f64).collect())
+                .map_err(|e| OpError::shape(e.to_string()))?;
+        Ok(vec![T::wrap(x), T::wrap(inv)])
+    }
+}
+
 /// ONNX Runtime's `SkipLayerNormalization`: `LN(input + skip + bias)` over the last axis.
 ///
 /// Outputs: the normalized value, the per-row mean and inverse standard deviation (shape
 /// of the input with the last dim 1; ONNX Runtime's CPU kernel leaves these unset), and
 /// `input + skip + bias` before normalization. `skip` may have fewer leading dims than
 /// the input (it repeats, as in ONNX Runtime: `[B,S,H]`, `[1,S,H]` or `[S,H]`).
+///
+/// With `simplified` it is `SkipSimplifiedLayerNormalization`: RMSNorm of the sum, inputs
+/// `(input, skip, gamma, bias)` (no beta); output 1 (mean) is not defined there and is
+/// returned as zeros.
 #[derive(Debug)]
 struct SkipLayerNorm {
     epsilon: f64,
+    simplified: bool,
 }
 
 fn build_skip_layer_norm(ctx: &BuildCtx<'_>) -> OpResult<Box<dyn Kernel>> {
     Ok(Box::new(SkipLayerNorm {
         epsilon: f64::from(ctx.float("epsilon", 1e-12)?),
+        simplified: false,
+    }))
+}
+
+fn build_skip_rms_norm(ctx: &BuildCtx<'_>) -> OpResult<Box<dyn Kernel>> {
+    Ok(Box::new(SkipLayerNorm {
+        epsilon: f64::from(ctx.float("epsilon", 1e-12)?),
+        simplified: true,
     }))
 }
 
@@ -217,8 +325,11 @@ impl SkipLayerNorm {
             index: 2,
             name: "gamma",
         })?;
-        let beta = vector(3, "beta")?;
-        let bias = vector(4, "bias")?;
+        let (beta, bias) = if self.simplified {
+            (None, vector(3, "bias")?)
+        } else {
+            (vector(3, "beta")?, vector(4, "bias")?)
+        };
         let skip_value = inputs.req(1, "skip")?;
         let skip = typed::<T>(skip_value, "skip")?;
         let skip_shape = skip.shape();
@@ -263,7 +374,14 @@ impl SkipLayerNorm {
         let data = x
             .as_slice_mut()
             .ok_or_else(|| OpError::shape("input not contiguous"))?;
-        let stats = normalize_rows(data, hidden, &gamma, beta.as_deref(), self.epsilon);
+        let stats = if self.simplified {
+            rms_normalize_rows(data, hidden, &gamma, self.epsilon)
+                .into_iter()
+                .map(|inv| (0.0, inv))
+                .collect()
+        } else {
+            normalize_rows(data, hidden, &gamma, beta.as_deref(), self.epsilon)
+        };
         let mut stat_shape = shape.clone();
         if let Some(last) = stat_shape.last_mut() {
             *last = 1;

@@ -5,15 +5,20 @@
 //! ONNX `Gelu(approximate="tanh")` (opset 20). Then `FastGelu(MatMul(..) + bias)` takes the
 //! bias as its second input. The erf form is `gelu`; the two never mix: the approximation is
 //! read from the constants and the attribute, never assumed from an op name.
+//!
+//! The result has `x`'s shape when the analysis proves it, or, with `x`'s shape unknown,
+//! when every constant of the expression has rank 0 (a rank-0 operand never changes a
+//! broadcast shape).
 
 use egg::Id;
 
 use crate::analysis::EGraph;
 use crate::error::RewriteError;
+use crate::lang::Onnx;
 use crate::lang::OpNode;
 use crate::rule::{
     Match, Rewrite, add_op, binary, has_matmul, is_channel_vector, is_float, near, ops, rule, same,
-    same_shape, scalar, scalar_near, scaled_terms,
+    same_shape, scalar, scalar_near, shape,
 };
 
 const MS: &str = transfuse_ir::MS_DOMAIN;
@@ -21,6 +26,37 @@ const REL: f64 = 1e-5;
 /// sqrt(2 / pi).
 const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
 const CUBIC: f64 = 0.044715;
+
+/// True when class `c` is a rank-0 constant, or any one-element constant when `x`'s shape
+/// is known (the final `same_shape` check then covers the broadcast).
+fn shape_neutral(eg: &EGraph, c: Id, x: Id) -> bool {
+    shape(eg, x).is_some() || shape(eg, c).is_some_and(|s| s.is_empty())
+}
+
+/// Every way class `t` is some class times a scalar constant (`Mul` either order, `Div` by
+/// a constant), keeping only factors that are [`shape_neutral`] for `x`.
+fn scaled_terms(eg: &EGraph, t: Id, x: Id) -> Vec<(Id, f64)> {
+    let mut out = Vec::new();
+    for n in &eg[t].nodes {
+        let Onnx::Op(d, c) = n else { continue };
+        let [a, b] = c.as_slice() else { continue };
+        let factor = |k: Id| scalar(eg, k).filter(|_| shape_neutral(eg, k, x));
+        if d.is_onnx("Mul") {
+            if let Some(k) = factor(*b) {
+                out.push((*a, k));
+            }
+            if let Some(k) = factor(*a) {
+                out.push((*b, k));
+            }
+        } else if d.is_onnx("Div")
+            && let Some(k) = factor(*b)
+            && k != 0.0
+        {
+            out.push((*a, 1.0 / k));
+        }
+    }
+    out
+}
 
 /// True when class `id` is `x * x`.
 fn is_square(eg: &EGraph, id: Id, x: Id) -> bool {
@@ -30,7 +66,8 @@ fn is_square(eg: &EGraph, id: Id, x: Id) -> bool {
 
 /// True when class `id` is `x^3`.
 fn is_cube(eg: &EGraph, id: Id, x: Id) -> bool {
-    binary(eg, id, "Pow").any(|(a, e)| same(eg, a, x) && scalar(eg, e) == Some(3.0))
+    binary(eg, id, "Pow")
+        .any(|(a, e)| same(eg, a, x) && scalar(eg, e) == Some(3.0) && shape_neutral(eg, e, x))
         || binary(eg, id, "Mul").any(|(a, b)| {
             (same(eg, a, x) && is_square(eg, b, x)) || (same(eg, b, x) && is_square(eg, a, x))
         })
@@ -38,11 +75,11 @@ fn is_cube(eg: &EGraph, id: Id, x: Id) -> bool {
 
 /// True when class `t` is `sqrt(2/pi) * (x + 0.044715 * x^3)`.
 fn is_tanh_argument(eg: &EGraph, t: Id, x: Id) -> bool {
-    scaled_terms(eg, t).into_iter().any(|(inner, k)| {
+    scaled_terms(eg, t, x).into_iter().any(|(inner, k)| {
         near(k, SQRT_2_OVER_PI, REL)
             && binary(eg, inner, "Add").any(|(a, b)| {
                 let cubic_term = |w: Id| {
-                    scaled_terms(eg, w)
+                    scaled_terms(eg, w, x)
                         .into_iter()
                         .any(|(cube, k)| near(k, CUBIC, REL) && is_cube(eg, cube, x))
                 };
@@ -57,7 +94,9 @@ fn tanh_gelu(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
         && scalar_near(eg, half, 0.5, REL)
         && is_tanh_argument(eg, t, x)
         && is_float(eg, x)
-        && same_shape(eg, m.root, x);
+        && shape_neutral(eg, one, x)
+        && shape_neutral(eg, half, x)
+        && (shape(eg, x).is_none() || same_shape(eg, m.root, x));
     ok.then(|| add_op(eg, OpNode::new("FastGelu", MS), vec![x]))
 }
 

@@ -5,22 +5,28 @@
 //! ones)`; then `* gamma` and `+ beta` fold into its scale and bias. The TensorFlow form
 //! `x * s + (beta - mean * s)` with `s = gamma / sqrt(var + eps)` maps directly. Every mean
 //! must reduce exactly the last axis with `keepdims`; `eps` must be a scalar constant.
+//!
+//! Shapes may be partly known: the fused kernel needs only the normalized axis to be the
+//! last one (axes `[-1]`, or `[rank - 1]` with the rank known) and the scale's length. With
+//! the last dim known the core becomes `LayerNormalization(x, ones)`; without it,
+//! `core * gamma` becomes `LayerNormalization(x, gamma)` directly, its length read from the
+//! initializer (`norm_conditions::channel_len` says why that is enough).
 //! Models exported at opset 17+ already carry `LayerNormalization`; those nodes stay.
 
 use egg::Id;
 
+use super::norm_conditions::{channel_len, epsilon_of, mean_over_last_axis};
 use crate::analysis::EGraph;
 use crate::error::RewriteError;
 use crate::lang::{AttrVal, F32Bits, OpNode};
 use crate::rule::{
-    Match, Rewrite, add_f32, add_op, binary, data, is_channel_vector, is_float, last_dim, ops,
-    reduces_last_axis_keepdims, rule, same, same_shape, scalar,
+    Match, Rewrite, add_f32, add_op, binary, data, is_const, is_float, last_dim, ops, rule, same,
+    same_shape, scalar,
 };
 
 /// `x` when class `m` holds `ReduceMean(x)` over the last axis with keepdims.
 fn mean_of_last_axis(eg: &EGraph, m: Id, x: Id) -> bool {
-    ops(eg, m, "", "ReduceMean")
-        .any(|(n, c)| same(eg, c[0], x) && reduces_last_axis_keepdims(eg, n, c))
+    ops(eg, m, "", "ReduceMean").any(|(n, c)| same(eg, c[0], x) && mean_over_last_axis(eg, n, c))
 }
 
 /// `x` when class `d` holds `Sub(x, mean(x))`.
@@ -33,7 +39,7 @@ fn centered_input(eg: &EGraph, d: Id) -> Option<Id> {
 /// True when class `var` holds `mean(d^2)` over the last axis.
 fn variance_of(eg: &EGraph, var: Id, d: Id) -> bool {
     ops(eg, var, "", "ReduceMean").any(|(n, c)| {
-        reduces_last_axis_keepdims(eg, n, c) && {
+        mean_over_last_axis(eg, n, c) && {
             let sq = c[0];
             binary(eg, sq, "Pow").any(|(a, e)| same(eg, a, d) && scalar(eg, e) == Some(2.0))
                 || binary(eg, sq, "Mul").any(|(a, b)| same(eg, a, d) && same(eg, b, d))
@@ -56,21 +62,54 @@ fn layer_norm(eps: f32) -> OpNode {
         .with_attr("epsilon", AttrVal::Float(F32Bits::new(eps)))
 }
 
-/// The normalized core: `d / sqrt(var + eps)` -> `LayerNormalization(x, ones)`.
+/// `(x, eps)` when `d / sqrt(var + eps)` is a layer norm's core: `d = x - mean(x)`,
+/// `var = mean(d^2)`, `x` f32. The result has `x`'s shape: `d` has it (the mean keeps dims),
+/// `var` has it with a last dim of 1, and `epsilon_of` checks `eps` cannot raise the rank.
+fn core_parts(eg: &EGraph, d: Id, var: Id, eps: Id) -> Option<(Id, f32)> {
+    let x = centered_input(eg, d)?;
+    let eps = epsilon_of(eg, eps, x)?;
+    (variance_of(eg, var, d) && data(eg, x).dtype == Some(transfuse_ir::DataType::Float))
+        .then_some((x, eps))
+}
+
+/// `(x, eps)` when class `n` holds a layer norm's core in one of its spellings.
+fn core_in(eg: &EGraph, n: Id) -> Option<(Id, f32)> {
+    // `eps` of `sqrt(var + eps)` in class `s`, with `d`.
+    let under_sqrt = |s: Id, d: Id| {
+        ops(eg, s, "", "Sqrt").find_map(|(_, c)| {
+            binary(eg, c[0], "Add").find_map(|(var, eps)| core_parts(eg, d, var, eps))
+        })
+    };
+    let reciprocal =
+        |r: Id, d: Id| ops(eg, r, "", "Reciprocal").find_map(|(_, c)| under_sqrt(c[0], d));
+    binary(eg, n, "Div")
+        .find_map(|(d, s)| under_sqrt(s, d))
+        .or_else(|| {
+            binary(eg, n, "Mul").find_map(|(a, b)| reciprocal(b, a).or_else(|| reciprocal(a, b)))
+        })
+}
+
+/// The normalized core: `d / sqrt(var + eps)` -> `LayerNormalization(x, ones)`, when `x`'s
+/// last dim is known.
 fn core(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     let (d, var, eps) = (m.get("?d")?, m.get("?var")?, m.get("?eps")?);
-    let x = centered_input(eg, d)?;
-    let eps = epsilon(eg, eps)?;
-    if !variance_of(eg, var, d) || !is_float(eg, x) || !same_shape(eg, m.root, x) {
-        return None;
-    }
-    if data(eg, x).dtype != Some(transfuse_ir::DataType::Float) {
-        return None;
-    }
+    let (x, eps) = core_parts(eg, d, var, eps)?;
     let h = last_dim(eg, x)?.as_known()?;
     let len = usize::try_from(h).ok()?;
     let ones = add_f32(eg, vec![h], &vec![1.0; len]);
     Some(add_op(eg, layer_norm(eps), vec![x, ones]))
+}
+
+/// `core * gamma` -> `LayerNormalization(x, gamma)`: needs only `gamma`'s length, so it
+/// also fires when `x`'s last dim (or its whole shape) is unknown.
+fn scaled_core(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
+    let (n, g) = (m.get("?n")?, m.get("?g")?);
+    if !is_const(eg, g) {
+        return None;
+    }
+    let (x, eps) = core_in(eg, n)?;
+    channel_len(eg, g, x)?;
+    Some(add_op(eg, layer_norm(eps), vec![x, g]))
 }
 
 /// A `LayerNormalization(x, scale)` (two inputs, last axis, one output) in class `n`:
@@ -87,7 +126,7 @@ fn fold_scale(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     let (n, g) = (m.get("?n")?, m.get("?g")?);
     for (node, x, scale) in plain_layer_norm(eg, n) {
         let unit = data(eg, scale).uniform.as_ref().and_then(|u| u.as_f64()) == Some(1.0);
-        if unit && is_channel_vector(eg, g, x) {
+        if unit && channel_len(eg, g, x).is_some() {
             return Some(add_op(eg, node, vec![x, g]));
         }
     }
@@ -98,7 +137,7 @@ fn fold_scale(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
 fn fold_bias(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     let (n, b) = (m.get("?n")?, m.get("?b")?);
     for (node, x, scale) in plain_layer_norm(eg, n) {
-        if is_channel_vector(eg, b, x) {
+        if channel_len(eg, b, x).is_some() {
             return Some(add_op(eg, node, vec![x, scale, b]));
         }
     }
@@ -140,8 +179,8 @@ fn tensorflow(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     });
     let (gamma, eps) = found?;
     if !is_float(eg, x)
-        || !is_channel_vector(eg, gamma, x)
-        || !is_channel_vector(eg, beta, x)
+        || channel_len(eg, gamma, x).is_none()
+        || channel_len(eg, beta, x).is_none()
         || !same_shape(eg, m.root, x)
     {
         return None;
@@ -162,6 +201,7 @@ pub fn rules() -> Result<Vec<Rewrite>, RewriteError> {
             core,
         )?,
         rule("layernorm-scale", &["(Mul ?n ?g)"], fold_scale)?,
+        rule("layernorm-core-scaled", &["(Mul ?n ?g)"], scaled_core)?,
         rule("layernorm-bias", &["(Add ?n ?b)"], fold_bias)?,
         rule(
             "layernorm-tensorflow",

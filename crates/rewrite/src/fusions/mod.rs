@@ -14,8 +14,10 @@ mod embed_layer_norm;
 mod fastgelu;
 mod gelu;
 mod layernorm;
+mod norm_conditions;
 pub mod normalize;
 mod quickgelu;
+mod rmsnorm;
 mod skiplayernorm;
 
 /// One fusion of the registry.
@@ -51,6 +53,20 @@ pub const FUSIONS: &[Fusion] = &[
         emits: &[(MS, "SkipLayerNormalization")],
         needs: &["layernorm"],
         rules: skiplayernorm::rules,
+    },
+    Fusion {
+        name: "rmsnorm",
+        summary: "recognizes RMS normalization (x / sqrt(mean(x^2) + eps) * g) for skiprmsnorm; alone it stays decomposed (no ONNX op for it passes the ONNX checker)",
+        emits: &[],
+        needs: &[],
+        rules: rmsnorm::rules,
+    },
+    Fusion {
+        name: "skiprmsnorm",
+        summary: "RMS norm of a residual sum -> SkipSimplifiedLayerNormalization",
+        emits: &[(MS, "SkipSimplifiedLayerNormalization")],
+        needs: &["rmsnorm"],
+        rules: rmsnorm::skip_rules,
     },
     Fusion {
         name: "gelu",

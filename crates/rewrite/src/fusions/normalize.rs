@@ -2,13 +2,21 @@
 //!
 //! No global commutativity or associativity (they blow the e-graph up): constants move to
 //! the right operand of `Add`/`Mul`, and a constant factor moves out of a nested `Mul`, so the
-//! fusion patterns need one spelling for "times a constant". `Identity` is its input.
+//! fusion patterns need one spelling for "times a constant". Two scalar factors in a row
+//! fold into one new constant (`(a * c1) * c2` -> `a * (c1 * c2)`, the product rounded once
+//! in f32: it differs from the two roundings of the original by at most an ulp or two of
+//! the result, well inside the parity tolerance); `a + Neg(b)` is `a - b`; `Identity`, a
+//! `Cast` to the type its input already has and a `Reshape` to the shape its input already
+//! has (both shapes proven equal by the analysis) are their input.
 
 use crate::analysis::EGraph;
 use crate::error::RewriteError;
 use crate::lang::OpNode;
-use crate::rule::{Match, Rewrite, add_op, is_const, is_float, rule};
+use crate::rule::{
+    Match, Rewrite, add_f32, add_op, dtype, is_const, is_float, rule, same_shape, scalar, shape,
+};
 use egg::Id;
+use transfuse_ir::DataType;
 
 fn commute_constant_right(op: &'static str) -> impl Fn(&mut EGraph, &Match<'_>) -> Option<Id> {
     move |eg, m| {
@@ -30,6 +38,45 @@ fn constant_factor_outward(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     Some(add_op(eg, OpNode::new("Mul", ""), vec![ab, c]))
 }
 
+/// `(a * c1) * c2` with one-element f32 constants -> `a * c` with `c = c1 * c2` rounded once.
+fn fold_scalar_factors(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
+    let (a, c1, c2) = (m.get("?a")?, m.get("?c1")?, m.get("?c2")?);
+    let f32_scalar = |c: Id| {
+        (is_const(eg, c) && dtype(eg, c) == Some(DataType::Float))
+            .then(|| scalar(eg, c))
+            .flatten()
+    };
+    let (k1, k2) = (f32_scalar(c1)?, f32_scalar(c2)?);
+    if is_const(eg, a) || dtype(eg, a) != Some(DataType::Float) {
+        return None;
+    }
+    // The folded constant keeps the higher rank of the two, all dims 1, so the broadcast
+    // shape of the product is unchanged.
+    let rank = shape(eg, c1)?.len().max(shape(eg, c2)?.len());
+    let k = (k1 as f32) * (k2 as f32);
+    if !k.is_finite() {
+        return None;
+    }
+    let c = add_f32(eg, vec![1; rank], &[k]);
+    Some(add_op(eg, OpNode::new("Mul", ""), vec![a, c]))
+}
+
+/// `Cast(x, to)` where `x` already has type `to` -> `x`.
+fn noop_cast(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
+    let x = m.get("?x")?;
+    let to = crate::rule::ops(eg, m.root, "", "Cast").find_map(|(n, c)| {
+        (c.len() == 1 && crate::rule::same(eg, c[0], x)).then(|| n.attr_int("to"))?
+    })?;
+    let to = DataType::from_code(i32::try_from(to).ok()?);
+    (dtype(eg, x) == Some(to)).then_some(x)
+}
+
+/// `Reshape(x, s)` whose result has `x`'s proven shape -> `x`.
+fn noop_reshape(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
+    let x = m.get("?x")?;
+    same_shape(eg, m.root, x).then_some(x)
+}
+
 /// The normalization rules.
 pub fn rules() -> Result<Vec<Rewrite>, RewriteError> {
     Ok(vec![
@@ -48,6 +95,21 @@ pub fn rules() -> Result<Vec<Rewrite>, RewriteError> {
             &["(Mul (Mul ?a ?c) ?b)", "(Mul ?a (Mul ?b ?c))"],
             constant_factor_outward,
         )?,
+        rule(
+            "mul-fold-scalar-factors",
+            &["(Mul (Mul ?a ?c1) ?c2)"],
+            fold_scalar_factors,
+        )?,
+        rule(
+            "add-neg-is-sub",
+            &["(Add ?a (Neg ?b))", "(Add (Neg ?b) ?a)"],
+            |eg, m| {
+                let (a, b) = (m.get("?a")?, m.get("?b")?);
+                Some(add_op(eg, OpNode::new("Sub", ""), vec![a, b]))
+            },
+        )?,
         rule("identity-is-input", &["(Identity ?x)"], |_, m| m.get("?x"))?,
+        rule("noop-cast-is-input", &["(Cast ?x)"], noop_cast)?,
+        rule("noop-reshape-is-input", &["(Reshape ?x ?s)"], noop_reshape)?,
     ])
 }

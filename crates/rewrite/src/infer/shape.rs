@@ -260,7 +260,7 @@ pub(super) fn infer_multi(node: &OpNode, inputs: &[&ClassData]) -> Option<Vec<Va
                     .collect(),
             )
         }
-        "LayerNormalization" | "SkipLayerNormalization" => {
+        "LayerNormalization" | "SkipLayerNormalization" | "SkipSimplifiedLayerNormalization" => {
             let s = shape_of(inputs, 0);
             let mut out = vec![
                 ValueFacts {
