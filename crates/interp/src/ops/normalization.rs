@@ -116,14 +116,7 @@ fn build_layer_norm(ctx: &BuildCtx<'_>) -> OpResult<Box<dyn Kernel>> {
 
 impl Kernel for LayerNorm {
     fn run(&self, inputs: &mut Inputs<'_>) -> OpResult<Vec<Value>> {
-        match inputs.req(0, "X")? {
-            Value::F32(_) => self.apply::<f32>(inputs),
-            Value::F64(_) => self.apply::<f64>(inputs),
-            other => Err(OpError::dtype(format!(
-                "LayerNormalization needs float input, got {}",
-                other.dtype()
-            ))),
-        }
+        float_dispatch!(inputs.req(0, "X")?, T => self.apply::<T>(inputs), "LayerNormalization needs float input")
     }
 }
 
@@ -179,14 +172,7 @@ fn build_skip_layer_norm(ctx: &BuildCtx<'_>) -> OpResult<Box<dyn Kernel>> {
 
 impl Kernel for SkipLayerNorm {
     fn run(&self, inputs: &mut Inputs<'_>) -> OpResult<Vec<Value>> {
-        match inputs.req(0, "input")? {
-            Value::F32(_) => self.apply::<f32>(inputs),
-            Value::F64(_) => self.apply::<f64>(inputs),
-            other => Err(OpError::dtype(format!(
-                "SkipLayerNormalization needs float input, got {}",
-                other.dtype()
-            ))),
-        }
+        float_dispatch!(inputs.req(0, "input")?, T => self.apply::<T>(inputs), "SkipLayerNormalization needs float input")
     }
 }
 
@@ -305,14 +291,7 @@ fn build_batch_norm(ctx: &BuildCtx<'_>) -> OpResult<Box<dyn Kernel>> {
 
 impl Kernel for BatchNorm {
     fn run(&self, inputs: &mut Inputs<'_>) -> OpResult<Vec<Value>> {
-        match inputs.req(0, "X")? {
-            Value::F32(_) => self.apply::<f32>(inputs),
-            Value::F64(_) => self.apply::<f64>(inputs),
-            other => Err(OpError::dtype(format!(
-                "BatchNormalization needs float input, got {}",
-                other.dtype()
-            ))),
-        }
+        float_dispatch!(inputs.req(0, "X")?, T => self.apply::<T>(inputs), "BatchNormalization needs float input")
     }
 }
 
@@ -367,14 +346,7 @@ fn build_instance_norm(ctx: &BuildCtx<'_>) -> OpResult<Box<dyn Kernel>> {
 
 impl Kernel for InstanceNorm {
     fn run(&self, inputs: &mut Inputs<'_>) -> OpResult<Vec<Value>> {
-        match inputs.req(0, "input")? {
-            Value::F32(_) => self.apply::<f32>(inputs),
-            Value::F64(_) => self.apply::<f64>(inputs),
-            other => Err(OpError::dtype(format!(
-                "InstanceNormalization needs float input, got {}",
-                other.dtype()
-            ))),
-        }
+        float_dispatch!(inputs.req(0, "input")?, T => self.apply::<T>(inputs), "InstanceNormalization needs float input")
     }
 }
 
