@@ -52,12 +52,7 @@ pub fn prepare(
     let python = match python {
         Ok(p) => p,
         Err(e) => {
-            let reason = format!("{e:#}");
-            let tool = Tool {
-                python: None,
-                version: None,
-                unavailable: Some(reason.clone()),
-            };
+            let tool = Tool::unavailable(None, format!("{e:#}"));
             return PythonEnv {
                 python: None,
                 peer: tool.clone(),
@@ -66,27 +61,15 @@ pub fn prepare(
         }
     };
     let shown = Some(python.display().to_string());
-    let peer = match probe(
-        &python,
-        "import onnxruntime, onnx, sympy, onnxruntime.transformers.optimizer; print(onnxruntime.__version__)",
-    ) {
-        Ok(version) => Tool {
-            python: shown.clone(),
-            version: Some(version),
-            unavailable: None,
-        },
-        Err(e) => Tool {
-            python: shown.clone(),
-            version: None,
-            unavailable: Some(format!("{e:#}")),
-        },
-    };
+    let peer = Tool::probed(
+        shown.clone(),
+        probe(
+            &python,
+            "import onnxruntime, onnx, sympy, onnxruntime.transformers.optimizer; print(onnxruntime.__version__)",
+        ),
+    );
     let openvino = if !want_openvino {
-        Tool {
-            python: shown,
-            version: None,
-            unavailable: Some("not asked for (--no-openvino)".into()),
-        }
+        Tool::unavailable(shown, "not asked for (--no-openvino)")
     } else {
         if given.is_none() && probe(&python, "import openvino").is_err() {
             log(format!(
@@ -96,21 +79,11 @@ pub fn prepare(
                 log(format!("OpenVINO is not installable here: {e:#}"));
             }
         }
-        match probe(
+        let version = probe(
             &python,
             "import openvino, onnx; print(openvino.__version__)",
-        ) {
-            Ok(version) => Tool {
-                python: shown,
-                version: Some(version),
-                unavailable: None,
-            },
-            Err(e) => Tool {
-                python: shown,
-                version: None,
-                unavailable: Some(format!("{e:#}")),
-            },
-        }
+        );
+        Tool::probed(shown, version)
     };
     PythonEnv {
         python: Some(python),

@@ -5,18 +5,14 @@ use std::fmt::Write as _;
 
 use super::results::{BenchRun, CaseResult, ConfigId, ModelResult, OptimizerId, Parity, Ratio};
 
-/// The fused op types counted in the fused-op table, in column order.
-pub const FUSED_OPS: [&str; 9] = [
-    "Attention",
-    "MultiHeadAttention",
-    "EmbedLayerNormalization",
-    "SkipLayerNormalization",
-    "LayerNormalization",
-    "BiasGelu",
-    "Gelu",
-    "FastGelu",
-    "QuickGelu",
-];
+/// The fused op types counted in the fused-op table, in column order: every op type a fusion
+/// of the registry emits, in registry order.
+pub fn fused_ops() -> Vec<&'static str> {
+    let emitted = transfuse_rewrite::FUSIONS
+        .iter()
+        .flat_map(|f| f.emits.iter());
+    emitted.map(|&(_, op)| op).collect()
+}
 
 /// The goal the issue sets: transfuse's median per-round ratio against ORT all and the peer.
 pub const RATIO_GOAL: f64 = 1.02;
@@ -56,6 +52,22 @@ fn sci(v: Option<f64>) -> String {
         Some(v) => format!("{v:.1e}"),
         None => "-".into(),
     }
+}
+
+/// Writes a table's header and rule: the `lead` cells, then one cell per `columns` item.
+fn table_head<I: IntoIterator<Item = S>, S: std::fmt::Display>(
+    out: &mut String,
+    lead: &[&str],
+    columns: I,
+) {
+    let mut cells: Vec<String> = lead.iter().map(|c| c.to_string()).collect();
+    cells.extend(columns.into_iter().map(|c| c.to_string()));
+    let _ = writeln!(
+        out,
+        "| {} |\n|{}",
+        cells.join(" | "),
+        "---|".repeat(cells.len())
+    );
 }
 
 fn ratio_cell(r: Option<&Ratio>) -> String {
@@ -183,29 +195,16 @@ fn summary(out: &mut String, runs: &[BenchRun]) {
     out.push_str(&format!(
         "Median of the per-round latency ratios (both configurations run in the same round), with the 25th–75th percentile in brackets. Below 1 means transfuse is faster; ✗ marks a median above the goal of {RATIO_GOAL}.\n\n"
     ));
-    let mut header = String::from("| model | shape |");
-    let mut rule = String::from("|---|---|");
-    for run in runs {
-        let _ = write!(
-            header,
-            " {}: ours / ORT all | {}: ours / peer |",
-            run.column(),
-            run.column()
-        );
-        rule.push_str("---|---|");
-    }
-    let _ = writeln!(out, "{header}\n{rule}");
+    let columns = runs.iter().flat_map(|r| {
+        let c = r.column();
+        [format!("{c}: ours / ORT all"), format!("{c}: ours / peer")]
+    });
+    table_head(out, &["model", "shape"], columns);
     for (model, shape) in case_keys(runs) {
         let _ = write!(out, "| {model} | {shape} |");
         for run in runs {
             let case = find_case(run, &model, &shape).map(|(_, c)| c);
-            let get = |den| {
-                case.and_then(|c| {
-                    c.ratios
-                        .iter()
-                        .find(|r| r.numerator == ConfigId::Ours && r.denominator == den)
-                })
-            };
+            let get = |den| case.and_then(|c| c.ours_vs(den));
             let _ = write!(
                 out,
                 " {} | {} |",
@@ -242,12 +241,7 @@ fn missed_goals(runs: &[BenchRun]) -> Vec<String> {
         for model in &run.models {
             for case in &model.cases {
                 for den in [ConfigId::OrtAll, ConfigId::Peer] {
-                    let Some(r) = case
-                        .ratios
-                        .iter()
-                        .find(|r| r.numerator == ConfigId::Ours && r.denominator == den)
-                        .filter(|r| r.median > RATIO_GOAL)
-                    else {
+                    let Some(r) = case.ours_vs(den).filter(|r| r.median > RATIO_GOAL) else {
                         continue;
                     };
                     let mut text = format!(
@@ -294,13 +288,7 @@ fn latency_tables(out: &mut String, runs: &[BenchRun]) {
     out.push_str("In the original experiment's layout; one column per run. \"then all\" means the optimized model runs with ONNX Runtime's own graph optimizations all on.\n\n");
     for (model, shape) in case_keys(runs) {
         let _ = writeln!(out, "### {}, {shape}: `{model}`\n", family_name(&model));
-        let mut header = String::from("| configuration |");
-        let mut rule = String::from("|---|");
-        for run in runs {
-            let _ = write!(header, " {} |", run.column());
-            rule.push_str("---|");
-        }
-        let _ = writeln!(out, "{header}\n{rule}");
+        table_head(out, &["configuration"], runs.iter().map(BenchRun::column));
         for config in ConfigId::ALL {
             let cells: Vec<String> = runs
                 .iter()
@@ -372,16 +360,11 @@ fn optimizer_times(out: &mut String, runs: &[BenchRun]) {
     out.push('\n');
 }
 
-fn fused_ops(out: &mut String, runs: &[BenchRun]) {
+fn fused_op_table(out: &mut String, runs: &[BenchRun]) {
     out.push_str("## Fused operators in the optimized graphs\n\n");
     out.push_str("Op histogram of each optimized model (from the first run that has it), before ONNX Runtime's own session-time fusions.\n\n");
-    let mut header = String::from("| model | optimizer | nodes |");
-    let mut rule = String::from("|---|---|---|");
-    for op in FUSED_OPS {
-        let _ = write!(header, " {op} |");
-        rule.push_str("---|");
-    }
-    let _ = writeln!(out, "{header}\n{rule}");
+    let ops = fused_ops();
+    table_head(out, &["model", "optimizer", "nodes"], &ops);
     for name in model_names(runs) {
         let Some(model) = runs.iter().find_map(|r| find_model(r, &name)) else {
             continue;
@@ -390,25 +373,19 @@ fn fused_ops(out: &mut String, runs: &[BenchRun]) {
             out,
             "| {name} | original | {} |{}",
             model.nodes,
-            " |".repeat(FUSED_OPS.len())
+            " |".repeat(ops.len())
         );
         for id in [
             OptimizerId::Peer,
             OptimizerId::OursNoAttention,
             OptimizerId::Ours,
         ] {
-            let found = runs
-                .iter()
-                .filter_map(|r| find_model(r, &name))
-                .find_map(|m| {
-                    m.optimizers
-                        .iter()
-                        .find(|o| o.optimizer == id && o.error.is_none())
-                });
+            let mut of_model = runs.iter().filter_map(|r| find_model(r, &name));
+            let found = of_model.find_map(|m| m.optimized_by(id));
             match found {
                 Some(o) => {
                     let counts: Vec<String> =
-                        FUSED_OPS.iter().map(|op| o.fused(op).to_string()).collect();
+                        ops.iter().map(|op| o.fused(op).to_string()).collect();
                     let _ = writeln!(
                         out,
                         "| {name} | {} | {} | {} |",
@@ -422,7 +399,7 @@ fn fused_ops(out: &mut String, runs: &[BenchRun]) {
                         out,
                         "| {name} | {} | failed |{}",
                         id.label(),
-                        " |".repeat(FUSED_OPS.len())
+                        " |".repeat(ops.len())
                     );
                 }
             }
@@ -432,18 +409,10 @@ fn fused_ops(out: &mut String, runs: &[BenchRun]) {
 }
 
 fn parity_cell(p: Option<&Parity>, text: bool) -> String {
-    match p {
+    match p.map(|p| (p, &p.error)) {
         None => "-".into(),
-        Some(p) => match &p.error {
-            Some(e) => format!("failed: {}", short(e)),
-            None => {
-                if text && p.padding != "none" {
-                    sci(p.max_abs_real)
-                } else {
-                    sci(p.max_abs)
-                }
-            }
-        },
+        Some((_, Some(e))) => format!("failed: {}", short(e)),
+        Some((p, None)) => sci(p.shown_error(text)),
     }
 }
 
@@ -469,38 +438,24 @@ fn parity_tables(out: &mut String, runs: &[BenchRun]) {
                 if all.is_empty() {
                     continue;
                 }
+                // A failure first, else the largest error shown.
                 let worst = |padding: &str| -> Option<&Parity> {
-                    let of: Vec<&&Parity> = all.iter().filter(|p| p.padding == padding).collect();
-                    of.iter()
-                        .find(|p| p.error.is_some())
-                        .or_else(|| {
-                            of.iter().max_by(|a, b| {
-                                let v = |p: &Parity| {
-                                    if text && padding != "none" {
-                                        p.max_abs_real
-                                    } else {
-                                        p.max_abs
-                                    }
-                                };
-                                v(a).unwrap_or(0.0).total_cmp(&v(b).unwrap_or(0.0))
-                            })
-                        })
-                        .map(|p| **p)
+                    let of = all.iter().copied().filter(|p| p.padding == padding);
+                    let error = |p: &Parity| p.shown_error(text).unwrap_or(0.0);
+                    let failed = of.clone().find(|p| p.error.is_some());
+                    failed.or_else(|| of.max_by(|a, b| error(a).total_cmp(&error(b))))
                 };
                 let top1 = all.iter().filter_map(|p| p.top1_agreement).reduce(f64::min);
-                let cells: Vec<String> = if text {
-                    ["none", "right", "left", "holes"]
-                        .iter()
-                        .map(|pad| parity_cell(worst(pad), true))
-                        .collect()
+                let pads: &[&str] = if text {
+                    &["none", "right", "left", "holes"]
                 } else {
-                    vec![
-                        parity_cell(worst("none"), false),
-                        "".into(),
-                        "".into(),
-                        "".into(),
-                    ]
+                    &["none"]
                 };
+                let mut cells: Vec<String> = pads
+                    .iter()
+                    .map(|pad| parity_cell(worst(pad), text))
+                    .collect();
+                cells.resize(4, String::new());
                 let top1 = match top1 {
                     Some(t) => {
                         let batch = all.first().map_or(0, |p| p.batch);
@@ -542,13 +497,7 @@ fn accuracy(out: &mut String, runs: &[BenchRun]) {
         "The original experiment compared ImageNet top-1 accuracy; no dataset is available here, so this counts, on {batch} generated images, how often each configuration's top class equals the original model's in ONNX Runtime without optimizations ({}).\n",
         run.column()
     );
-    let mut header = String::from("| configuration |");
-    let mut rule = String::from("|---|");
-    for m in &vision {
-        let _ = write!(header, " {} |", m.name);
-        rule.push_str("---|");
-    }
-    let _ = writeln!(out, "{header}\n{rule}");
+    table_head(out, &["configuration"], vision.iter().map(|m| &m.name));
     let _ = writeln!(
         out,
         "| {} | 1.000 (reference) |{}",
@@ -600,13 +549,11 @@ fn profiles(out: &mut String, runs: &[BenchRun]) {
                     model.name,
                     case.shape
                 );
-                let mut header = String::from("| op type |");
-                let mut rule = String::from("|---|");
-                for p in &case.profile {
-                    let _ = write!(header, " {} |", p.config.short());
-                    rule.push_str("---|");
-                }
-                let _ = writeln!(out, "{header}\n{rule}");
+                table_head(
+                    out,
+                    &["op type"],
+                    case.profile.iter().map(|p| p.config.short()),
+                );
                 let mut ops: Vec<(String, f64)> = Vec::new();
                 for p in &case.profile {
                     for (op, t) in &p.by_op {
@@ -695,7 +642,7 @@ pub fn markdown(
     summary(&mut out, runs);
     latency_tables(&mut out, runs);
     optimizer_times(&mut out, runs);
-    fused_ops(&mut out, runs);
+    fused_op_table(&mut out, runs);
     parity_tables(&mut out, runs);
     accuracy(&mut out, runs);
     profiles(&mut out, runs);
