@@ -14,13 +14,14 @@
 //! of other machines (`xtask/bench/results/`), into `target/bench/benchmarks.md` and `.svg`.
 //! Only `--publish` writes the committed `docs/benchmarks.md` and `docs/benchmarks.svg`.
 //!
-//! Layout: [`args`] (command line, models), [`run`] (the loop over models), [`latency`] (one
-//! case's timing), [`parity`], [`profile`], [`optimizers`] (timed optimizer processes),
-//! [`python`] (virtual environment, peer, OpenVINO driver), [`results`] (the JSON),
-//! [`publish`] (files read and written), [`report`] (markdown), [`chart`] (SVG), [`system`]
-//! (machine facts, statistics).
+//! Layout: [`args`] (command line, models), [`run`] (the loop over models), [`case`] (a case
+//! and its engines), [`latency`] (one case's timing), [`parity`], [`profile`], [`optimizers`]
+//! (timed optimizer processes), [`python`] (virtual environment, peer, OpenVINO driver),
+//! [`results`] (the JSON), [`publish`] (files read and written), [`report`] (markdown),
+//! [`chart`] (SVG), [`system`] (machine facts, statistics).
 
 mod args;
+mod case;
 mod chart;
 mod latency;
 mod optimizers;

@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use transfuse_ir::Tensor;
 use transfuse_ort::{ExecutionProvider, OptimizationLevel, Session, SessionOptions};
 
-use super::latency::{Case, Progress, Runner, run_session};
+use super::case::{Case, Progress, Runner, run_session};
 use super::results::{ConfigId, Parity};
 use crate::parity::compare::{Tolerance, compare_tensors};
 use crate::parity::inputs::{InputSpec, Padding, generate_inputs, mask_row};

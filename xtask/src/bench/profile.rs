@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use transfuse_ort::Session;
 
-use super::latency::{Case, Progress, named};
+use super::case::{Case, Progress, named};
 use super::results::{ConfigId, ProfileResult};
 
 #[derive(Debug, Deserialize)]

@@ -11,7 +11,8 @@ use transfuse_ir::Model;
 use transfuse_ort::ExecutionProvider;
 
 use super::args::{Args, is_text, resolve_models};
-use super::latency::{self, Progress, Settings, Subject};
+use super::case::{Progress, Settings, Subject};
+use super::latency;
 use super::optimizers::{self, Job};
 use super::publish::save_run;
 use super::python;
