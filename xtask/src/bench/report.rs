@@ -334,12 +334,8 @@ fn optimizer_times(out: &mut String, runs: &[BenchRun]) {
                 Some(o) => format!("failed: {}", short(o.error.as_deref().unwrap_or(""))),
                 None => "-".into(),
             };
-            let ratio = match (
-                get(OptimizerId::Peer)
-                    .and_then(|o| o.error.is_none().then(|| o.min_wall_ms()).flatten()),
-                get(OptimizerId::Ours)
-                    .and_then(|o| o.error.is_none().then(|| o.min_wall_ms()).flatten()),
-            ) {
+            let wall = |id| model.optimized_by(id).and_then(|o| o.min_wall_ms());
+            let ratio = match (wall(OptimizerId::Peer), wall(OptimizerId::Ours)) {
                 (Some(p), Some(o)) if o > 0.0 => {
                     let mark = if p / o >= WALL_GOAL { "" } else { " ✗" };
                     format!("{:.1}x{mark}", p / o)
@@ -375,14 +371,9 @@ fn fused_op_table(out: &mut String, runs: &[BenchRun]) {
             model.nodes,
             " |".repeat(ops.len())
         );
-        for id in [
-            OptimizerId::Peer,
-            OptimizerId::OursNoAttention,
-            OptimizerId::Ours,
-        ] {
+        for id in OptimizerId::ALL {
             let mut of_model = runs.iter().filter_map(|r| find_model(r, &name));
-            let found = of_model.find_map(|m| m.optimized_by(id));
-            match found {
+            match of_model.find_map(|m| m.optimized_by(id)) {
                 Some(o) => {
                     let counts: Vec<String> =
                         ops.iter().map(|op| o.fused(op).to_string()).collect();
