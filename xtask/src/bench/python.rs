@@ -2,6 +2,7 @@
 //! peer optimizer (`onnxruntime==1.31.1`'s `onnxruntime.transformers.optimizer`) and OpenVINO,
 //! or an existing interpreter given with `--peer-python`.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -195,17 +196,13 @@ impl OpenVino {
         let script = openvino_driver();
         let log = std::fs::File::create(log_file)
             .with_context(|| format!("creating {}", log_file.display()))?;
+        let threads = threads.to_string();
         let mut child = Command::new(python)
             .arg("-u")
             .arg(&script)
-            .arg("--model")
-            .arg(model)
-            .arg("--threads")
-            .arg(threads.to_string())
-            .arg("--inputs")
-            .arg(inputs)
-            .arg("--precision")
-            .arg(precision)
+            .args([OsStr::new("--model"), model.as_os_str()])
+            .args(["--threads", &threads, "--precision", precision])
+            .args([OsStr::new("--inputs"), inputs.as_os_str()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
