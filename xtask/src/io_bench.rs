@@ -3,6 +3,10 @@
 //! Each round loads the model (memory-mapped, weights not copied) and saves it (streamed).
 //! Reports min and median of the rounds and the process's peak resident set (`VmHWM`),
 //! which includes the mapped file pages the save reads.
+//!
+//! Everything it writes stays under the build directory: the default model is materialized
+//! into `target/models/` (about 440 MB, announced before it is written) and each save goes to
+//! `target/io-bench/roundtrip.onnx`, removed after the model's rounds.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -14,7 +18,8 @@ use crate::{models, paths};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Models to time (default: the materialized BERT-base, `bert_eager_ts_op14`).
+    /// Models to time (default: BERT-base, `bert_eager_ts_op14`, materialized into
+    /// target/models when missing: about 440 MB).
     models: Vec<PathBuf>,
     /// Rounds per model.
     #[arg(long, default_value_t = 5)]
@@ -29,6 +34,11 @@ pub fn run(args: Args) -> Result<()> {
     };
     let out_dir = paths::target_dir().join("io-bench");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let out = out_dir.join("roundtrip.onnx");
+    eprintln!(
+        "saved copies go to {} (removed after each model)",
+        out.display()
+    );
     println!(
         "| model | size MB | load ms (min/median) | save ms (min/median) | load+save ms (min/median) |"
     );
@@ -37,7 +47,6 @@ pub fn run(args: Args) -> Result<()> {
         let size = std::fs::metadata(&path)
             .with_context(|| format!("reading {}", path.display()))?
             .len();
-        let out = out_dir.join("roundtrip.onnx");
         let (mut load, mut save, mut total) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..args.rounds.max(1) {
             let t0 = Instant::now();

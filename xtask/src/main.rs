@@ -27,7 +27,7 @@ struct Cli {
 enum Command {
     /// Optimize a model (default: a bundled tiny BERT, written under target/).
     Optimize(optimize::Args),
-    /// Time loading and saving of models, with peak memory.
+    /// Time loading and saving of models, with peak memory (files written under target/).
     IoBench(io_bench::Args),
     /// Materialize the base-size skeleton models into full benchmark models under target/models.
     Models(models::Args),
@@ -35,7 +35,7 @@ enum Command {
     OrtLib(ort_lib::Args),
     /// Compare a model with a candidate (or with expected outputs) on the same inputs, in the reference interpreter or ONNX Runtime.
     Parity(parity::Args),
-    /// Benchmark latency of original, ONNX Runtime-optimized, peer-optimized and transfuse-optimized models; publish docs/benchmarks.md.
+    /// Benchmark latency of original, ONNX Runtime-optimized, peer-optimized and transfuse-optimized models (page under target/bench; --publish updates docs/benchmarks.md).
     Bench(bench::Args),
     /// Provision ONNX Runtime and the benchmark models, then run the whole test suite.
     Test(test_cmd::Args),

@@ -31,31 +31,35 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Materializes the named skeletons (all when empty) and returns the model paths.
-/// Existing outputs are reused unless `force`.
-pub fn materialize(names: &[String], force: bool) -> Result<Vec<PathBuf>> {
+/// Names of the skeletons in `testdata/models/skeleton`, sorted.
+pub fn skeleton_names() -> Result<Vec<String>> {
     let dir = paths::testdata_models().join("skeleton");
-    let mut all: Vec<String> = std::fs::read_dir(&dir)
-        .with_context(|| format!("listing {}", dir.display()))?
-        .filter_map(|e| e.ok())
+    let entries = std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?;
+    let mut names: Vec<String> = entries
         .filter_map(|e| {
-            e.file_name()
+            e.ok()?
+                .file_name()
                 .to_str()?
                 .strip_suffix(".onnx")
                 .map(String::from)
         })
         .collect();
-    all.sort();
-    let chosen: Vec<String> = if names.is_empty() {
-        all.clone()
-    } else {
-        names.to_vec()
-    };
+    names.sort();
+    Ok(names)
+}
+
+/// Materializes the named skeletons (all when empty) and returns the model paths.
+/// Existing outputs are reused unless `force`; a model about to be written is announced on
+/// stderr with its path (base-size models take hundreds of MB).
+pub fn materialize(names: &[String], force: bool) -> Result<Vec<PathBuf>> {
+    let dir = paths::testdata_models().join("skeleton");
+    let all = skeleton_names()?;
+    let chosen = if names.is_empty() { &all[..] } else { names };
     let out_dir = paths::materialized_models();
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let mut out = Vec::new();
     for name in chosen {
-        if !all.contains(&name) {
+        if !all.contains(name) {
             bail!(
                 "no skeleton named '{name}' in {} (have: {})",
                 dir.display(),
@@ -64,7 +68,8 @@ pub fn materialize(names: &[String], force: bool) -> Result<Vec<PathBuf>> {
         }
         let dest = out_dir.join(format!("{name}.onnx"));
         if force || !dest.exists() {
-            materialize_one(&dir.join(format!("{name}.onnx")), &dest, &name)?;
+            eprintln!("materializing {name} into {}", dest.display());
+            materialize_one(&dir.join(format!("{name}.onnx")), &dest, name)?;
         }
         out.push(dest);
     }

@@ -145,6 +145,46 @@ fn bench_measures_publishes_and_merges() {
             .collect::<Vec<_>>()
     };
     assert_eq!(headings(&again), headings(&page));
+
+    // Without --publish or --markdown the page and chart go under the build directory, and
+    // the committed page is left as it was.
+    let committed_page = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks.md");
+    let committed = std::fs::read(&committed_page).ok();
+    let target = dir.path().join("target");
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["bench", "--render-only", "--no-saved", "--merge"])
+        .arg(&json)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("run xtask");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(target.join("bench/benchmarks.md").is_file(), "{stderr}");
+    assert!(target.join("bench/benchmarks.svg").is_file(), "{stderr}");
+    assert!(stderr.contains("--publish"), "{stderr}");
+    assert_eq!(std::fs::read(&committed_page).ok(), committed);
+}
+
+#[test]
+fn io_bench_says_where_it_writes_and_stays_in_the_build_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let target = dir.path().join("target");
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("io-bench")
+        .arg(tiny("bert_eager_ts_op14"))
+        .args(["--rounds", "1"])
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("run xtask");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let roundtrip = target.join("io-bench").join("roundtrip.onnx");
+    assert!(
+        stderr.contains(&roundtrip.display().to_string()),
+        "{stderr}"
+    );
+    assert!(!roundtrip.exists(), "the saved copy is removed");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("| bert_eager_ts_op14 |"));
 }
 
 #[test]

@@ -37,12 +37,7 @@ fn groups(run: &BenchRun) -> Vec<Group> {
     let mut out = Vec::new();
     for model in &run.models {
         for case in &model.cases {
-            let median = |c: ConfigId| {
-                case.latency
-                    .iter()
-                    .find(|l| l.config == c)
-                    .and_then(|l| l.median_ms)
-            };
+            let median = |c: ConfigId| case.median_ms(c);
             let Some(base) = median(ConfigId::OrtDisabled).filter(|b| *b > 0.0) else {
                 continue;
             };

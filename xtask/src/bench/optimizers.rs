@@ -150,19 +150,11 @@ pub fn run_jobs(
                     .flatten()
                     .and_then(|text| serde_json::from_str::<Sidecar>(&text).ok())
                     .filter(|s| s.key == key && s.wall_ms.len() >= runs && job.output.is_file());
-                match cached {
-                    Some(s) => State {
-                        command: Some((shown, key)),
-                        error: None,
-                        wall_ms: s.wall_ms,
-                        cached: true,
-                    },
-                    None => State {
-                        command: Some((shown, key)),
-                        error: None,
-                        wall_ms: Vec::new(),
-                        cached: false,
-                    },
+                State {
+                    command: Some((shown, key)),
+                    error: None,
+                    cached: cached.is_some(),
+                    wall_ms: cached.map_or_else(Vec::new, |s| s.wall_ms),
                 }
             }
         })

@@ -10,6 +10,9 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use transfuse_ort::Session;
+
+use super::case::{Case, Progress, named};
 use super::results::{ConfigId, ProfileResult};
 
 #[derive(Debug, Deserialize)]
@@ -30,6 +33,50 @@ struct Event {
 struct EventArgs {
     #[serde(default)]
     op_name: Option<String>,
+}
+
+/// The configurations profiled with `--profile`.
+pub const PROFILED: [ConfigId; 4] = [
+    ConfigId::OrtDisabled,
+    ConfigId::OrtAll,
+    ConfigId::Peer,
+    ConfigId::Ours,
+];
+
+/// Profiles each configuration of [`PROFILED`] on the case's timed inputs in a session of
+/// its own; a failure is a warning and leaves its profile out.
+pub fn profile_case(case: &Case<'_>, progress: &mut dyn Progress) -> Vec<ProfileResult> {
+    let (subject, settings) = (case.subject, case.settings);
+    let mut out = Vec::new();
+    for config in PROFILED {
+        let Some(Ok(file)) = subject.files.get(&config) else {
+            continue;
+        };
+        let prefix = case.dir.join(format!("profile_{}", config.key()));
+        let result = (|| -> Result<ProfileResult> {
+            let options = case.session_options(config).profiling(&prefix);
+            let mut session = Session::from_file(case.runtime, file, &options)?;
+            let prepared = session.prepare(&named(&case.inputs))?;
+            for _ in 0..settings.warmup.max(1) + settings.profile_runs {
+                session.time_prepared(&prepared)?;
+            }
+            let path = session.end_profiling()?;
+            let aggregated = aggregate_file(&path, config, settings.profile_runs);
+            let _ = std::fs::remove_file(&path);
+            aggregated
+        })();
+        match result {
+            Ok(p) => out.push(p),
+            Err(e) => progress.warn(format!(
+                "{} {}: the profile of {} failed: {e:#}",
+                subject.name,
+                case.shape,
+                config.key()
+            )),
+        }
+        case.step(progress, &format!("profile {}", config.key()));
+    }
+    out
 }
 
 /// Reads the trace at `path` and aggregates the kernels of its last `runs` runs.

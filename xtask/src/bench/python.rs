@@ -2,6 +2,7 @@
 //! peer optimizer (`onnxruntime==1.31.1`'s `onnxruntime.transformers.optimizer`) and OpenVINO,
 //! or an existing interpreter given with `--peer-python`.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -52,12 +53,7 @@ pub fn prepare(
     let python = match python {
         Ok(p) => p,
         Err(e) => {
-            let reason = format!("{e:#}");
-            let tool = Tool {
-                python: None,
-                version: None,
-                unavailable: Some(reason.clone()),
-            };
+            let tool = Tool::unavailable(None, format!("{e:#}"));
             return PythonEnv {
                 python: None,
                 peer: tool.clone(),
@@ -66,27 +62,15 @@ pub fn prepare(
         }
     };
     let shown = Some(python.display().to_string());
-    let peer = match probe(
-        &python,
-        "import onnxruntime, onnx, sympy, onnxruntime.transformers.optimizer; print(onnxruntime.__version__)",
-    ) {
-        Ok(version) => Tool {
-            python: shown.clone(),
-            version: Some(version),
-            unavailable: None,
-        },
-        Err(e) => Tool {
-            python: shown.clone(),
-            version: None,
-            unavailable: Some(format!("{e:#}")),
-        },
-    };
+    let peer = Tool::probed(
+        shown.clone(),
+        probe(
+            &python,
+            "import onnxruntime, onnx, sympy, onnxruntime.transformers.optimizer; print(onnxruntime.__version__)",
+        ),
+    );
     let openvino = if !want_openvino {
-        Tool {
-            python: shown,
-            version: None,
-            unavailable: Some("not asked for (--no-openvino)".into()),
-        }
+        Tool::unavailable(shown, "not asked for (--no-openvino)")
     } else {
         if given.is_none() && probe(&python, "import openvino").is_err() {
             log(format!(
@@ -96,21 +80,11 @@ pub fn prepare(
                 log(format!("OpenVINO is not installable here: {e:#}"));
             }
         }
-        match probe(
+        let version = probe(
             &python,
             "import openvino, onnx; print(openvino.__version__)",
-        ) {
-            Ok(version) => Tool {
-                python: shown,
-                version: Some(version),
-                unavailable: None,
-            },
-            Err(e) => Tool {
-                python: shown,
-                version: None,
-                unavailable: Some(format!("{e:#}")),
-            },
-        }
+        );
+        Tool::probed(shown, version)
     };
     PythonEnv {
         python: Some(python),
@@ -222,17 +196,13 @@ impl OpenVino {
         let script = openvino_driver();
         let log = std::fs::File::create(log_file)
             .with_context(|| format!("creating {}", log_file.display()))?;
+        let threads = threads.to_string();
         let mut child = Command::new(python)
             .arg("-u")
             .arg(&script)
-            .arg("--model")
-            .arg(model)
-            .arg("--threads")
-            .arg(threads.to_string())
-            .arg("--inputs")
-            .arg(inputs)
-            .arg("--precision")
-            .arg(precision)
+            .args([OsStr::new("--model"), model.as_os_str()])
+            .args(["--threads", &threads, "--precision", precision])
+            .args([OsStr::new("--inputs"), inputs.as_os_str()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

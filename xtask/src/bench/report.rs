@@ -3,20 +3,18 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::results::{BenchRun, CaseResult, ConfigId, ModelResult, OptimizerId, Parity, Ratio};
+use super::results::{BenchRun, CaseResult, ConfigId, ModelResult, OptimizerId, Ratio};
 
-/// The fused op types counted in the fused-op table, in column order.
-pub const FUSED_OPS: [&str; 9] = [
-    "Attention",
-    "MultiHeadAttention",
-    "EmbedLayerNormalization",
-    "SkipLayerNormalization",
-    "LayerNormalization",
-    "BiasGelu",
-    "Gelu",
-    "FastGelu",
-    "QuickGelu",
-];
+mod detail;
+
+/// The fused op types counted in the fused-op table, in column order: every op type a fusion
+/// of the registry emits, in registry order.
+pub fn fused_ops() -> Vec<&'static str> {
+    let emitted = transfuse_rewrite::FUSIONS
+        .iter()
+        .flat_map(|f| f.emits.iter());
+    emitted.map(|&(_, op)| op).collect()
+}
 
 /// The goal the issue sets: transfuse's median per-round ratio against ORT all and the peer.
 pub const RATIO_GOAL: f64 = 1.02;
@@ -56,6 +54,22 @@ fn sci(v: Option<f64>) -> String {
         Some(v) => format!("{v:.1e}"),
         None => "-".into(),
     }
+}
+
+/// Writes a table's header and rule: the `lead` cells, then one cell per `columns` item.
+fn table_head<I: IntoIterator<Item = S>, S: std::fmt::Display>(
+    out: &mut String,
+    lead: &[&str],
+    columns: I,
+) {
+    let mut cells: Vec<String> = lead.iter().map(|c| c.to_string()).collect();
+    cells.extend(columns.into_iter().map(|c| c.to_string()));
+    let _ = writeln!(
+        out,
+        "| {} |\n|{}",
+        cells.join(" | "),
+        "---|".repeat(cells.len())
+    );
 }
 
 fn ratio_cell(r: Option<&Ratio>) -> String {
@@ -183,29 +197,16 @@ fn summary(out: &mut String, runs: &[BenchRun]) {
     out.push_str(&format!(
         "Median of the per-round latency ratios (both configurations run in the same round), with the 25th–75th percentile in brackets. Below 1 means transfuse is faster; ✗ marks a median above the goal of {RATIO_GOAL}.\n\n"
     ));
-    let mut header = String::from("| model | shape |");
-    let mut rule = String::from("|---|---|");
-    for run in runs {
-        let _ = write!(
-            header,
-            " {}: ours / ORT all | {}: ours / peer |",
-            run.column(),
-            run.column()
-        );
-        rule.push_str("---|---|");
-    }
-    let _ = writeln!(out, "{header}\n{rule}");
+    let columns = runs.iter().flat_map(|r| {
+        let c = r.column();
+        [format!("{c}: ours / ORT all"), format!("{c}: ours / peer")]
+    });
+    table_head(out, &["model", "shape"], columns);
     for (model, shape) in case_keys(runs) {
         let _ = write!(out, "| {model} | {shape} |");
         for run in runs {
             let case = find_case(run, &model, &shape).map(|(_, c)| c);
-            let get = |den| {
-                case.and_then(|c| {
-                    c.ratios
-                        .iter()
-                        .find(|r| r.numerator == ConfigId::Ours && r.denominator == den)
-                })
-            };
+            let get = |den| case.and_then(|c| c.ours_vs(den));
             let _ = write!(
                 out,
                 " {} | {} |",
@@ -242,12 +243,7 @@ fn missed_goals(runs: &[BenchRun]) -> Vec<String> {
         for model in &run.models {
             for case in &model.cases {
                 for den in [ConfigId::OrtAll, ConfigId::Peer] {
-                    let Some(r) = case
-                        .ratios
-                        .iter()
-                        .find(|r| r.numerator == ConfigId::Ours && r.denominator == den)
-                        .filter(|r| r.median > RATIO_GOAL)
-                    else {
+                    let Some(r) = case.ours_vs(den).filter(|r| r.median > RATIO_GOAL) else {
                         continue;
                     };
                     let mut text = format!(
@@ -294,13 +290,7 @@ fn latency_tables(out: &mut String, runs: &[BenchRun]) {
     out.push_str("In the original experiment's layout; one column per run. \"then all\" means the optimized model runs with ONNX Runtime's own graph optimizations all on.\n\n");
     for (model, shape) in case_keys(runs) {
         let _ = writeln!(out, "### {}, {shape}: `{model}`\n", family_name(&model));
-        let mut header = String::from("| configuration |");
-        let mut rule = String::from("|---|");
-        for run in runs {
-            let _ = write!(header, " {} |", run.column());
-            rule.push_str("---|");
-        }
-        let _ = writeln!(out, "{header}\n{rule}");
+        table_head(out, &["configuration"], runs.iter().map(BenchRun::column));
         for config in ConfigId::ALL {
             let cells: Vec<String> = runs
                 .iter()
@@ -346,12 +336,8 @@ fn optimizer_times(out: &mut String, runs: &[BenchRun]) {
                 Some(o) => format!("failed: {}", short(o.error.as_deref().unwrap_or(""))),
                 None => "-".into(),
             };
-            let ratio = match (
-                get(OptimizerId::Peer)
-                    .and_then(|o| o.error.is_none().then(|| o.min_wall_ms()).flatten()),
-                get(OptimizerId::Ours)
-                    .and_then(|o| o.error.is_none().then(|| o.min_wall_ms()).flatten()),
-            ) {
+            let wall = |id| model.optimized_by(id).and_then(|o| o.min_wall_ms());
+            let ratio = match (wall(OptimizerId::Peer), wall(OptimizerId::Ours)) {
                 (Some(p), Some(o)) if o > 0.0 => {
                     let mark = if p / o >= WALL_GOAL { "" } else { " ✗" };
                     format!("{:.1}x{mark}", p / o)
@@ -372,16 +358,11 @@ fn optimizer_times(out: &mut String, runs: &[BenchRun]) {
     out.push('\n');
 }
 
-fn fused_ops(out: &mut String, runs: &[BenchRun]) {
+fn fused_op_table(out: &mut String, runs: &[BenchRun]) {
     out.push_str("## Fused operators in the optimized graphs\n\n");
     out.push_str("Op histogram of each optimized model (from the first run that has it), before ONNX Runtime's own session-time fusions.\n\n");
-    let mut header = String::from("| model | optimizer | nodes |");
-    let mut rule = String::from("|---|---|---|");
-    for op in FUSED_OPS {
-        let _ = write!(header, " {op} |");
-        rule.push_str("---|");
-    }
-    let _ = writeln!(out, "{header}\n{rule}");
+    let ops = fused_ops();
+    table_head(out, &["model", "optimizer", "nodes"], &ops);
     for name in model_names(runs) {
         let Some(model) = runs.iter().find_map(|r| find_model(r, &name)) else {
             continue;
@@ -390,25 +371,14 @@ fn fused_ops(out: &mut String, runs: &[BenchRun]) {
             out,
             "| {name} | original | {} |{}",
             model.nodes,
-            " |".repeat(FUSED_OPS.len())
+            " |".repeat(ops.len())
         );
-        for id in [
-            OptimizerId::Peer,
-            OptimizerId::OursNoAttention,
-            OptimizerId::Ours,
-        ] {
-            let found = runs
-                .iter()
-                .filter_map(|r| find_model(r, &name))
-                .find_map(|m| {
-                    m.optimizers
-                        .iter()
-                        .find(|o| o.optimizer == id && o.error.is_none())
-                });
-            match found {
+        for id in OptimizerId::ALL {
+            let mut of_model = runs.iter().filter_map(|r| find_model(r, &name));
+            match of_model.find_map(|m| m.optimized_by(id)) {
                 Some(o) => {
                     let counts: Vec<String> =
-                        FUSED_OPS.iter().map(|op| o.fused(op).to_string()).collect();
+                        ops.iter().map(|op| o.fused(op).to_string()).collect();
                     let _ = writeln!(
                         out,
                         "| {name} | {} | {} | {} |",
@@ -422,235 +392,13 @@ fn fused_ops(out: &mut String, runs: &[BenchRun]) {
                         out,
                         "| {name} | {} | failed |{}",
                         id.label(),
-                        " |".repeat(FUSED_OPS.len())
+                        " |".repeat(ops.len())
                     );
                 }
             }
         }
     }
     out.push('\n');
-}
-
-fn parity_cell(p: Option<&Parity>, text: bool) -> String {
-    match p {
-        None => "-".into(),
-        Some(p) => match &p.error {
-            Some(e) => format!("failed: {}", short(e)),
-            None => {
-                if text && p.padding != "none" {
-                    sci(p.max_abs_real)
-                } else {
-                    sci(p.max_abs)
-                }
-            }
-        },
-    }
-}
-
-fn parity_tables(out: &mut String, runs: &[BenchRun]) {
-    out.push_str("## Parity with the original\n\n");
-    out.push_str("Largest absolute difference of each configuration's output from the original model's in ONNX Runtime without optimizations on the CPU (fp32), on generated inputs (text: a batch whose first row is whole and the others padded after the pattern, error over the real tokens; vision: a batch of random images, logits). Worst over the model's shapes. For GPU runs the reference is still the CPU, and the GPU's own run of the original is listed too, so that the GPU's own rounding (the same for every configuration) can be told apart from an error of a fusion. Top-1 agreement: fraction of images whose arg-max class equals the reference's, the stand-in for the original experiment's ImageNet accuracy.\n\n");
-    for (i, run) in runs.iter().enumerate() {
-        if i > 0 {
-            let _ = writeln!(out, "<details><summary>{}</summary>\n", run.column());
-        } else {
-            let _ = writeln!(out, "{}:\n", run.column());
-        }
-        out.push_str("| model | configuration | no padding | right padding | left padding | holes | top-1 agreement |\n|---|---|---|---|---|---|---|\n");
-        for model in &run.models {
-            let text = model.family == "text";
-            for config in ConfigId::ALL {
-                let all: Vec<&Parity> = model
-                    .cases
-                    .iter()
-                    .flat_map(|c| c.parity.iter())
-                    .filter(|p| p.config == config)
-                    .collect();
-                if all.is_empty() {
-                    continue;
-                }
-                let worst = |padding: &str| -> Option<&Parity> {
-                    let of: Vec<&&Parity> = all.iter().filter(|p| p.padding == padding).collect();
-                    of.iter()
-                        .find(|p| p.error.is_some())
-                        .or_else(|| {
-                            of.iter().max_by(|a, b| {
-                                let v = |p: &Parity| {
-                                    if text && padding != "none" {
-                                        p.max_abs_real
-                                    } else {
-                                        p.max_abs
-                                    }
-                                };
-                                v(a).unwrap_or(0.0).total_cmp(&v(b).unwrap_or(0.0))
-                            })
-                        })
-                        .map(|p| **p)
-                };
-                let top1 = all.iter().filter_map(|p| p.top1_agreement).reduce(f64::min);
-                let cells: Vec<String> = if text {
-                    ["none", "right", "left", "holes"]
-                        .iter()
-                        .map(|pad| parity_cell(worst(pad), true))
-                        .collect()
-                } else {
-                    vec![
-                        parity_cell(worst("none"), false),
-                        "".into(),
-                        "".into(),
-                        "".into(),
-                    ]
-                };
-                let top1 = match top1 {
-                    Some(t) => {
-                        let batch = all.first().map_or(0, |p| p.batch);
-                        format!("{:.3} of {batch}", t)
-                    }
-                    None => "".into(),
-                };
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {} | {top1} |",
-                    model.name,
-                    config.short(),
-                    cells.join(" | ")
-                );
-            }
-        }
-        out.push('\n');
-        if i > 0 {
-            out.push_str("</details>\n\n");
-        }
-    }
-}
-
-fn accuracy(out: &mut String, runs: &[BenchRun]) {
-    let Some(run) = runs.first() else { return };
-    let vision: Vec<&ModelResult> = run.models.iter().filter(|m| m.family == "vision").collect();
-    if vision.is_empty() {
-        return;
-    }
-    out.push_str("## Accuracy parity stand-in: top-1 agreement with the original (ViT)\n\n");
-    let batch = vision
-        .iter()
-        .flat_map(|m| m.cases.iter().flat_map(|c| c.parity.iter()))
-        .map(|p| p.batch)
-        .next()
-        .unwrap_or(0);
-    let _ = writeln!(
-        out,
-        "The original experiment compared ImageNet top-1 accuracy; no dataset is available here, so this counts, on {batch} generated images, how often each configuration's top class equals the original model's in ONNX Runtime without optimizations ({}).\n",
-        run.column()
-    );
-    let mut header = String::from("| configuration |");
-    let mut rule = String::from("|---|");
-    for m in &vision {
-        let _ = write!(header, " {} |", m.name);
-        rule.push_str("---|");
-    }
-    let _ = writeln!(out, "{header}\n{rule}");
-    let _ = writeln!(
-        out,
-        "| {} | 1.000 (reference) |{}",
-        ConfigId::OrtDisabled.label(),
-        " 1.000 (reference) |".repeat(vision.len().saturating_sub(1))
-    );
-    for config in ConfigId::ALL
-        .into_iter()
-        .filter(|c| *c != ConfigId::OrtDisabled)
-    {
-        let cells: Vec<String> = vision
-            .iter()
-            .map(|m| {
-                m.cases
-                    .iter()
-                    .flat_map(|c| c.parity.iter())
-                    .filter(|p| p.config == config)
-                    .filter_map(|p| p.top1_agreement)
-                    .reduce(f64::min)
-                    .map_or("-".into(), |t| format!("{t:.3}"))
-            })
-            .collect();
-        let _ = writeln!(out, "| {} | {} |", config.label(), cells.join(" | "));
-    }
-    out.push('\n');
-}
-
-fn profiles(out: &mut String, runs: &[BenchRun]) {
-    let with: Vec<&BenchRun> = runs
-        .iter()
-        .filter(|r| {
-            r.models
-                .iter()
-                .any(|m| m.cases.iter().any(|c| !c.profile.is_empty()))
-        })
-        .collect();
-    if with.is_empty() {
-        return;
-    }
-    out.push_str("## Where the time goes: ONNX Runtime's per-node profile by op type\n\n");
-    out.push_str("Kernel time per run (ms) summed by op type, from ONNX Runtime's profiler (`--profile`), largest first; the last row is the wall time of a whole run as the profiler saw it.\n\n");
-    for run in with {
-        for model in &run.models {
-            for case in model.cases.iter().filter(|c| !c.profile.is_empty()) {
-                let _ = writeln!(
-                    out,
-                    "<details><summary>{}: {} {}</summary>\n",
-                    run.column(),
-                    model.name,
-                    case.shape
-                );
-                let mut header = String::from("| op type |");
-                let mut rule = String::from("|---|");
-                for p in &case.profile {
-                    let _ = write!(header, " {} |", p.config.short());
-                    rule.push_str("---|");
-                }
-                let _ = writeln!(out, "{header}\n{rule}");
-                let mut ops: Vec<(String, f64)> = Vec::new();
-                for p in &case.profile {
-                    for (op, t) in &p.by_op {
-                        match ops.iter_mut().find(|(o, _)| o == op) {
-                            Some(entry) => entry.1 = entry.1.max(*t),
-                            None => ops.push((op.clone(), *t)),
-                        }
-                    }
-                }
-                ops.sort_by(|a, b| b.1.total_cmp(&a.1));
-                for (op, _) in &ops {
-                    let cells: Vec<String> = case
-                        .profile
-                        .iter()
-                        .map(|p| match (p.by_op.get(op), p.nodes_by_op.get(op)) {
-                            (Some(t), Some(n)) => {
-                                let share = if p.kernel_ms > 0.0 {
-                                    100.0 * t / p.kernel_ms
-                                } else {
-                                    0.0
-                                };
-                                format!("{} ({share:.0}%, {n} nodes)", ms(Some(*t)))
-                            }
-                            _ => "".into(),
-                        })
-                        .collect();
-                    let _ = writeln!(out, "| {op} | {} |", cells.join(" | "));
-                }
-                let totals: Vec<String> = case
-                    .profile
-                    .iter()
-                    .map(|p| {
-                        format!(
-                            "kernels {} / run {}",
-                            ms(Some(p.kernel_ms)),
-                            ms(Some(p.run_ms))
-                        )
-                    })
-                    .collect();
-                let _ = writeln!(out, "| total | {} |", totals.join(" | "));
-                out.push_str("\n</details>\n\n");
-            }
-        }
-    }
 }
 
 fn notes(out: &mut String, runs: &[BenchRun], extra: &[String]) {
@@ -695,10 +443,10 @@ pub fn markdown(
     summary(&mut out, runs);
     latency_tables(&mut out, runs);
     optimizer_times(&mut out, runs);
-    fused_ops(&mut out, runs);
-    parity_tables(&mut out, runs);
-    accuracy(&mut out, runs);
-    profiles(&mut out, runs);
+    fused_op_table(&mut out, runs);
+    detail::parity_tables(&mut out, runs);
+    detail::accuracy(&mut out, runs);
+    detail::profiles(&mut out, runs);
     notes(&mut out, runs, extra_notes);
     out
 }

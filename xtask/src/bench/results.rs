@@ -196,6 +196,30 @@ pub struct Tool {
     pub unavailable: Option<String>,
 }
 
+impl Tool {
+    /// A tool that cannot be used, and why.
+    pub fn unavailable(python: Option<String>, why: impl Into<String>) -> Tool {
+        let unavailable = Some(why.into());
+        Tool {
+            python,
+            version: None,
+            unavailable,
+        }
+    }
+
+    /// A tool found by a probe that printed its version, or failed.
+    pub fn probed(python: Option<String>, version: anyhow::Result<String>) -> Tool {
+        match version {
+            Ok(v) => Tool {
+                python,
+                version: Some(v),
+                unavailable: None,
+            },
+            Err(e) => Tool::unavailable(python, format!("{e:#}")),
+        }
+    }
+}
+
 /// One model file: its optimizations and the input shapes it was timed at.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelResult {
@@ -346,6 +370,39 @@ pub struct ProfileResult {
     pub by_op: BTreeMap<String, f64>,
     /// Nodes of each op type that ran (in one run).
     pub nodes_by_op: BTreeMap<String, usize>,
+}
+
+impl ModelResult {
+    /// The result of optimizer `id`, when it ran without error.
+    pub fn optimized_by(&self, id: OptimizerId) -> Option<&OptimizerResult> {
+        let ok = |o: &&OptimizerResult| o.optimizer == id && o.error.is_none();
+        self.optimizers.iter().find(ok)
+    }
+}
+
+impl CaseResult {
+    /// The median latency of `config`, when it has one.
+    pub fn median_ms(&self, config: ConfigId) -> Option<f64> {
+        let latency = self.latency.iter().find(|l| l.config == config)?;
+        latency.median_ms
+    }
+
+    /// The ratio of transfuse (all fusions) to `den`, when both ran.
+    pub fn ours_vs(&self, den: ConfigId) -> Option<&Ratio> {
+        let ours = |r: &&Ratio| r.numerator == ConfigId::Ours && r.denominator == den;
+        self.ratios.iter().find(ours)
+    }
+}
+
+impl Parity {
+    /// The error a table shows: over the real tokens for a padded text batch, else over all.
+    pub fn shown_error(&self, text: bool) -> Option<f64> {
+        if text && self.padding != "none" {
+            self.max_abs_real
+        } else {
+            self.max_abs
+        }
+    }
 }
 
 impl BenchRun {

@@ -356,14 +356,7 @@ fn build_attention(ctx: &BuildCtx<'_>) -> OpResult<Box<dyn Kernel>> {
 
 impl Kernel for Attention {
     fn run(&self, inputs: &mut Inputs<'_>) -> OpResult<Vec<Value>> {
-        match inputs.req(0, "input")? {
-            Value::F32(_) => self.apply::<f32>(inputs),
-            Value::F64(_) => self.apply::<f64>(inputs),
-            other => Err(OpError::dtype(format!(
-                "Attention needs float input, got {}",
-                other.dtype()
-            ))),
-        }
+        float_dispatch!(inputs.req(0, "input")?, T => self.apply::<T>(inputs), "Attention needs float input")
     }
 }
 
@@ -516,14 +509,7 @@ fn build_multi_head_attention(ctx: &BuildCtx<'_>) -> OpResult<Box<dyn Kernel>> {
 
 impl Kernel for MultiHeadAttention {
     fn run(&self, inputs: &mut Inputs<'_>) -> OpResult<Vec<Value>> {
-        match inputs.req(0, "query")? {
-            Value::F32(_) => self.apply::<f32>(inputs),
-            Value::F64(_) => self.apply::<f64>(inputs),
-            other => Err(OpError::dtype(format!(
-                "MultiHeadAttention needs float input, got {}",
-                other.dtype()
-            ))),
-        }
+        float_dispatch!(inputs.req(0, "query")?, T => self.apply::<T>(inputs), "MultiHeadAttention needs float input")
     }
 }
 

@@ -32,14 +32,7 @@ fn build(ctx: &BuildCtx<'_>) -> OpResult<Box<dyn Kernel>> {
 
 impl Kernel for EmbedLayerNorm {
     fn run(&self, inputs: &mut Inputs<'_>) -> OpResult<Vec<Value>> {
-        match inputs.req(2, "word_embedding")? {
-            Value::F32(_) => self.apply::<f32>(inputs),
-            Value::F64(_) => self.apply::<f64>(inputs),
-            other => Err(OpError::dtype(format!(
-                "word_embedding must be float, got {}",
-                other.dtype()
-            ))),
-        }
+        float_dispatch!(inputs.req(2, "word_embedding")?, T => self.apply::<T>(inputs), "word_embedding must be float")
     }
 }
 

@@ -56,15 +56,7 @@ fn build_quick_gelu(ctx: &BuildCtx<'_>) -> OpResult<Box<dyn Kernel>> {
 
 impl Kernel for GeluKernel {
     fn run(&self, inputs: &mut Inputs<'_>) -> OpResult<Vec<Value>> {
-        match inputs.req(0, "X")? {
-            Value::F32(_) => self.apply::<f32>(inputs),
-            Value::F64(_) => self.apply::<f64>(inputs),
-            other => Err(OpError::dtype(format!(
-                "{:?} GELU needs float input, got {}",
-                self.form,
-                other.dtype()
-            ))),
-        }
+        float_dispatch!(inputs.req(0, "X")?, T => self.apply::<T>(inputs), "{:?} GELU needs float input", self.form)
     }
 }
 

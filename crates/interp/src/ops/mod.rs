@@ -1,5 +1,28 @@
 //! The kernels, one file per op family, all registered by [`register_all`].
 
+/// Runs a kernel's generic `apply` at the element type of a float input: evaluates `$body`
+/// with the type alias `$t` set to `f32` or `f64` after the variant of `$value`; any other
+/// element type is a dtype error reading "`<message>`, got `<type>`".
+macro_rules! float_dispatch {
+    ($value:expr, $t:ident => $body:expr, $($message:tt)+) => {
+        match $value {
+            $crate::value::Value::F32(_) => {
+                type $t = f32;
+                $body
+            }
+            $crate::value::Value::F64(_) => {
+                type $t = f64;
+                $body
+            }
+            other => Err($crate::error::OpError::dtype(format!(
+                "{}, got {}",
+                format_args!($($message)+),
+                other.dtype()
+            ))),
+        }
+    };
+}
+
 pub(crate) mod attention;
 pub(crate) mod binary;
 pub(crate) mod cast;

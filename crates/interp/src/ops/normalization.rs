@@ -154,14 +154,7 @@ fn build_layer_norm(ctx: &BuildCtx<'_>) -> OpResult<Box<dyn Kernel>> {
 
 impl Kernel for LayerNorm {
     fn run(&self, inputs: &mut Inputs<'_>) -> OpResult<Vec<Value>> {
-        match inputs.req(0, "X")? {
-            Value::F32(_) => self.apply::<f32>(inputs),
-            Value::F64(_) => self.apply::<f64>(inputs),
-            other => Err(OpError::dtype(format!(
-                "LayerNormalization needs float input, got {}",
-                other.dtype()
-            ))),
-        }
+        float_dispatch!(inputs.req(0, "X")?, T => self.apply::<T>(inputs), "LayerNormalization needs float input")
     }
 }
 
@@ -287,14 +280,7 @@ fn build_skip_rms_norm(ctx: &BuildCtx<'_>) -> OpResult<Box<dyn Kernel>> {
 
 impl Kernel for SkipLayerNorm {
     fn run(&self, inputs: &mut Inputs<'_>) -> OpResult<Vec<Value>> {
-        match inputs.req(0, "input")? {
-            Value::F32(_) => self.apply::<f32>(inputs),
-            Value::F64(_) => self.apply::<f64>(inputs),
-            other => Err(OpError::dtype(format!(
-                "SkipLayerNormalization needs float input, got {}",
-                other.dtype()
-            ))),
-        }
+        float_dispatch!(inputs.req(0, "input")?, T => self.apply::<T>(inputs), "SkipLayerNormalization needs float input")
     }
 }
 
@@ -423,14 +409,7 @@ fn build_batch_norm(ctx: &BuildCtx<'_>) -> OpResult<Box<dyn Kernel>> {
 
 impl Kernel for BatchNorm {
     fn run(&self, inputs: &mut Inputs<'_>) -> OpResult<Vec<Value>> {
-        match inputs.req(0, "X")? {
-            Value::F32(_) => self.apply::<f32>(inputs),
-            Value::F64(_) => self.apply::<f64>(inputs),
-            other => Err(OpError::dtype(format!(
-                "BatchNormalization needs float input, got {}",
-                other.dtype()
-            ))),
-        }
+        float_dispatch!(inputs.req(0, "X")?, T => self.apply::<T>(inputs), "BatchNormalization needs float input")
     }
 }
 
@@ -485,14 +464,7 @@ fn build_instance_norm(ctx: &BuildCtx<'_>) -> OpResult<Box<dyn Kernel>> {
 
 impl Kernel for InstanceNorm {
     fn run(&self, inputs: &mut Inputs<'_>) -> OpResult<Vec<Value>> {
-        match inputs.req(0, "input")? {
-            Value::F32(_) => self.apply::<f32>(inputs),
-            Value::F64(_) => self.apply::<f64>(inputs),
-            other => Err(OpError::dtype(format!(
-                "InstanceNormalization needs float input, got {}",
-                other.dtype()
-            ))),
-        }
+        float_dispatch!(inputs.req(0, "input")?, T => self.apply::<T>(inputs), "InstanceNormalization needs float input")
     }
 }
 
