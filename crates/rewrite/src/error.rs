@@ -43,6 +43,18 @@ pub enum RewriteError {
         /// The newest opset transfuse knows.
         max: i64,
     },
+    /// The graph has more nodes than [`RunnerLimits::max_graph_nodes`](crate::RunnerLimits).
+    #[error(
+        "the graph has {nodes} nodes, more than the {limit} this optimizer accepts \
+         (RunnerLimits::max_graph_nodes); the e-graph's memory grows faster than linearly \
+         with the node count"
+    )]
+    GraphTooLarge {
+        /// Nodes of the model's main graph.
+        nodes: usize,
+        /// The limit in force.
+        limit: usize,
+    },
     /// The rewritten graph failed the IR's checks.
     #[error("the rewritten graph is invalid: {0}")]
     InvalidGraph(#[from] transfuse_ir::IrError),

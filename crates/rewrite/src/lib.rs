@@ -129,8 +129,14 @@ fn optimize_at_model_opset(
         report.count_ops(&model.graph, &model.graph);
         return Ok((model.clone(), report));
     }
-    let (egraph, imported) = import::import(model)?;
     let limits = &options.limits;
+    if model.graph.nodes.len() > limits.max_graph_nodes {
+        return Err(RewriteError::GraphTooLarge {
+            nodes: model.graph.nodes.len(),
+            limit: limits.max_graph_nodes,
+        });
+    }
+    let (egraph, imported) = import::import(model)?;
 
     let mut report = Report {
         model: model.graph.name.clone(),

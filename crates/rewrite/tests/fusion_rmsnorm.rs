@@ -148,7 +148,12 @@ fn the_norm(model: &Model) -> &transfuse_ir::Node {
         .nodes
         .iter()
         .find(|n| n.op_type == "SkipSimplifiedLayerNormalization")
-        .unwrap_or_else(|| panic!("no SkipSimplifiedLayerNormalization in {:?}", model.graph.nodes))
+        .unwrap_or_else(|| {
+            panic!(
+                "no SkipSimplifiedLayerNormalization in {:?}",
+                model.graph.nodes
+            )
+        })
 }
 
 #[test]

@@ -185,3 +185,36 @@ fn report_counts_ops_before_and_after_and_only_new_fused_ops() {
         transfuse_rewrite::fused_op_types().len()
     );
 }
+
+/// A chain of `n` Relu nodes.
+fn relu_chain(n: usize) -> Model {
+    let mut b = Builder::new(17);
+    let mut x = b.input("x", &["batch", "8"]);
+    for _ in 0..n {
+        x = b.op("Relu", &[&x]);
+    }
+    b.output(&x);
+    b.build()
+}
+
+#[test]
+fn graphs_over_the_node_limit_are_refused_with_the_limit_named() {
+    let limits = transfuse_rewrite::RunnerLimits {
+        max_graph_nodes: 500,
+        ..Default::default()
+    };
+    let options = transfuse_rewrite::OptimizeOptions {
+        limits,
+        ..Default::default()
+    };
+    let err = transfuse_rewrite::optimize(&relu_chain(501), &options).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("501 nodes")
+            && message.contains("500")
+            && message.contains("max_graph_nodes"),
+        "{message}"
+    );
+    let (out, _) = transfuse_rewrite::optimize(&relu_chain(500), &options).unwrap();
+    assert_eq!(out.graph.nodes.len(), 500);
+}

@@ -138,8 +138,12 @@ const MS: &str = transfuse_ir::MS_DOMAIN;
 /// The `SimplifiedLayerNormalization` e-nodes of class `c`: the internal ones this fusion
 /// adds and ONNX-domain ones from the input.
 fn rms_norm_nodes(eg: &EGraph, c: Id) -> impl Iterator<Item = (&OpNode, &[Id])> + '_ {
-    ops(eg, c, INTERNAL_DOMAIN, "SimplifiedLayerNormalization")
-        .chain(ops(eg, c, "", "SimplifiedLayerNormalization"))
+    ops(eg, c, INTERNAL_DOMAIN, "SimplifiedLayerNormalization").chain(ops(
+        eg,
+        c,
+        "",
+        "SimplifiedLayerNormalization",
+    ))
 }
 
 /// `SimplifiedLayerNormalization(a + b, gamma)` -> com.microsoft
