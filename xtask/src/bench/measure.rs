@@ -16,8 +16,7 @@ use super::profile;
 use super::python::OpenVino;
 use super::results::{CaseResult, ConfigId, Latency, Parity, ProfileResult, Ratio};
 use super::system::{median, min, quantile};
-use crate::parity::compare::{Tolerance, compare_tensors};
-use crate::parity::inputs::{InputSpec, Padding, generate_inputs, mask_row};
+use transfuse_parity::{InputSpec, Padding, Tolerance, compare_tensors, generate_inputs, mask_row};
 
 /// How a case is measured.
 #[derive(Clone, Debug)]
