@@ -87,3 +87,27 @@ fn unknown_fusion_fails_and_writes_nothing() {
     );
     assert!(!out.exists() && !report.exists());
 }
+
+#[test]
+fn version_and_a_required_input() {
+    let run = Command::new(env!("CARGO_BIN_EXE_transfuse"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(run.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout).trim(),
+        format!("transfuse {}", env!("CARGO_PKG_VERSION"))
+    );
+    // The installed command has no bundled default model.
+    let run = Command::new(env!("CARGO_BIN_EXE_transfuse"))
+        .arg("optimize")
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("<INPUT>"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}

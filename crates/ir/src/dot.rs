@@ -107,7 +107,10 @@ mod tests {
             "{dot}"
         );
         assert!(!dot.contains("\\\\n"), "escaped twice: {dot}");
-        assert!(dot.contains("  n0 -> n1 [label=\"y\", fontsize=8];\n"), "{dot}");
+        assert!(
+            dot.contains("  n0 -> n1 [label=\"y\", fontsize=8];\n"),
+            "{dot}"
+        );
     }
 
     #[test]
@@ -128,7 +131,10 @@ mod tests {
         graph.nodes.push(node("Relu", "", &["x"], &["y"]));
         let dot = graph.to_dot();
         assert!(dot.contains("  \"in:x\" [shape=ellipse];\n"), "{dot}");
-        assert!(dot.contains("  \"in:x\" -> n0 [label=\"x\", fontsize=8];\n"), "{dot}");
+        assert!(
+            dot.contains("  \"in:x\" -> n0 [label=\"x\", fontsize=8];\n"),
+            "{dot}"
+        );
         assert!(dot.contains("  n0 -> \"out:y\";\n"), "{dot}");
         assert!(dot.starts_with("digraph onnx {") && dot.ends_with("}\n"));
     }

@@ -161,8 +161,7 @@ pub fn check_subjects(
         });
     };
     let candidate_label = label(&candidate, "candidate");
-    let mut candidate_engine =
-        prepare(runtime, candidate.model, candidate.path, &candidate_label)?;
+    let mut candidate_engine = prepare(runtime, candidate.model, candidate.path, &candidate_label)?;
     let (candidate_outputs, candidate_time) = candidate_engine.run(&inputs)?;
     let outputs = compare_outputs(&candidate_outputs, &model_outputs, options.tolerance)?;
     let pass = outputs.iter().all(|o| o.pass);
@@ -183,8 +182,8 @@ pub fn check_subjects(
         let shared = shared_intermediates(model.model, candidate.model);
         // One session at a time: large models do not fit twice.
         drop(model_engine);
-        let model_values = prepare(runtime, model.model, model.path, &model_label)?
-            .capture(&inputs, &shared)?;
+        let model_values =
+            prepare(runtime, model.model, model.path, &model_label)?.capture(&inputs, &shared)?;
         drop(candidate_engine);
         let candidate_values = prepare(runtime, candidate.model, candidate.path, &candidate_label)?
             .capture(&inputs, &shared)?;

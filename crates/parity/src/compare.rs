@@ -247,12 +247,21 @@ mod tests {
         );
         assert!(!c.pass);
         assert_eq!(c.problem.as_deref(), Some("shape [2], expected [2, 1]"));
-        assert!(max_abs_diff(&t(&[1.0, 2.0]), &Tensor::from_f32("t", vec![2, 1], &[1.0, 2.0])).is_infinite());
+        assert!(
+            max_abs_diff(
+                &t(&[1.0, 2.0]),
+                &Tensor::from_f32("t", vec![2, 1], &[1.0, 2.0])
+            )
+            .is_infinite()
+        );
     }
 
     #[test]
     fn max_abs_diff_is_the_largest_error() {
-        assert_eq!(max_abs_diff(&t(&[1.0, 2.0, 3.0]), &t(&[1.0, 2.5, 2.75])), 0.5);
+        assert_eq!(
+            max_abs_diff(&t(&[1.0, 2.0, 3.0]), &t(&[1.0, 2.5, 2.75])),
+            0.5
+        );
         assert_eq!(max_abs_diff(&t(&[f32::NAN]), &t(&[f32::NAN])), 0.0);
         assert!(max_abs_diff(&t(&[f32::NAN]), &t(&[1.0])).is_infinite());
     }

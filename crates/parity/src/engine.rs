@@ -141,11 +141,11 @@ mod ort {
         ) -> Result<OrtEngine> {
             let runtime = OrtRuntime::locate().map_err(|source| ParityError::Ort {
                 model: "ONNX Runtime".into(),
-                source,
+                source: Box::new(source),
             })?;
             let error = |source| ParityError::Ort {
                 model: label.to_string(),
-                source,
+                source: Box::new(source),
             };
             let session = match path {
                 Some(path) => Session::from_file(runtime, path, options),
@@ -164,7 +164,7 @@ mod ort {
         fn error(&self, source: OrtError) -> ParityError {
             ParityError::Ort {
                 model: self.label.clone(),
-                source,
+                source: Box::new(source),
             }
         }
     }

@@ -39,8 +39,8 @@ pub enum ParityError {
     Interpreter {
         /// Which model (`model` or `candidate`, or a file name).
         model: String,
-        /// The interpreter's error.
-        source: transfuse_interp::InterpError,
+        /// The interpreter's error (boxed: it is large).
+        source: Box<transfuse_interp::InterpError>,
     },
     /// A model did not produce one of its declared outputs.
     #[error("{model} did not produce its output '{output}'")]
@@ -57,11 +57,13 @@ pub enum ParityError {
         /// Which model (`model` or `candidate`, or a file name), or `ONNX Runtime` when the
         /// library itself could not be loaded.
         model: String,
-        /// ONNX Runtime's error.
-        source: transfuse_ort::OrtError,
+        /// ONNX Runtime's error (boxed: it is large).
+        source: Box<transfuse_ort::OrtError>,
     },
     /// ONNX Runtime was asked for, but this build does not include it.
-    #[error("the ort runtime is not compiled in: build transfuse-parity with the cargo feature `ort`")]
+    #[error(
+        "the ort runtime is not compiled in: build transfuse-parity with the cargo feature `ort`"
+    )]
     OrtNotCompiled,
     /// There is nothing to compare the outputs with.
     #[error("no expected outputs to compare with")]

@@ -62,7 +62,9 @@ impl std::str::FromStr for Padding {
         Padding::ALL
             .into_iter()
             .find(|p| p.to_string() == s)
-            .ok_or_else(|| format!("unknown padding '{s}' (none, right, left, holes, fully-padded)"))
+            .ok_or_else(|| {
+                format!("unknown padding '{s}' (none, right, left, holes, fully-padded)")
+            })
     }
 }
 

@@ -22,7 +22,7 @@ impl ReferenceEngine {
     pub fn new(model: &Model, label: &str) -> Result<ReferenceEngine> {
         let interpreter = Interpreter::new(model).map_err(|source| ParityError::Interpreter {
             model: label.to_string(),
-            source,
+            source: Box::new(source),
         })?;
         let output_names = model.graph.outputs.iter().map(|v| v.name.clone()).collect();
         Ok(ReferenceEngine {
@@ -35,14 +35,19 @@ impl ReferenceEngine {
     fn error(&self, source: transfuse_interp::InterpError) -> ParityError {
         ParityError::Interpreter {
             model: self.label.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 
     fn values(&self, inputs: &[Tensor]) -> Result<HashMap<String, Value>> {
         inputs
             .iter()
-            .map(|t| Ok((t.name.clone(), Value::from_tensor(t).map_err(|e| self.error(e))?)))
+            .map(|t| {
+                Ok((
+                    t.name.clone(),
+                    Value::from_tensor(t).map_err(|e| self.error(e))?,
+                ))
+            })
             .collect()
     }
 }
@@ -57,10 +62,12 @@ impl Engine for ReferenceEngine {
             .output_names
             .iter()
             .map(|name| {
-                let value = outputs.remove(name).ok_or_else(|| ParityError::MissingOutput {
-                    model: self.label.clone(),
-                    output: name.clone(),
-                })?;
+                let value = outputs
+                    .remove(name)
+                    .ok_or_else(|| ParityError::MissingOutput {
+                        model: self.label.clone(),
+                        output: name.clone(),
+                    })?;
                 Ok(value.to_tensor(name))
             })
             .collect::<Result<Vec<_>>>()?;

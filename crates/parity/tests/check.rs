@@ -45,11 +45,9 @@ fn perturbed_candidate(model: &Model) -> (Model, String) {
         .map(|v| v * 1.5)
         .collect();
     let mut candidate = model.clone();
-    candidate.graph.add_initializer(Tensor::from_f32(
-        &weight.name,
-        weight.dims.clone(),
-        &scaled,
-    ));
+    candidate
+        .graph
+        .add_initializer(Tensor::from_f32(&weight.name, weight.dims.clone(), &scaled));
     (candidate, node.outputs[0].clone())
 }
 
@@ -108,7 +106,11 @@ fn check_perturbed_candidate_is_located(runtime: RuntimeKind) {
     let in_memory = transfuse_parity::check(&model, &candidate, &options(runtime)).expect("check");
     assert!(!in_memory.pass);
     assert_eq!(
-        in_memory.first_divergence.expect("divergence").comparison.name,
+        in_memory
+            .first_divergence
+            .expect("divergence")
+            .comparison
+            .name,
         diverging
     );
 }

@@ -170,7 +170,8 @@ fn fused_embeddings_match_the_original() {
                     .optimization_level(OptimizationLevel::Disabled)
                     .intra_op_threads(1),
             );
-            for (runtime, settings) in [("interpreter", Runtime::reference()), ("onnx runtime", ort)]
+            for (runtime, settings) in
+                [("interpreter", Runtime::reference()), ("onnx runtime", ort)]
             {
                 let got = run_model(&fused, &inputs, &settings)
                     .unwrap_or_else(|e| panic!("{what}, {runtime}: {e}"));

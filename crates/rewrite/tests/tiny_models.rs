@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use transfuse_interp::{Interpreter, Value};
-use transfuse_parity::max_abs_diff;
 use transfuse_ir::{Model, Tensor};
+use transfuse_parity::max_abs_diff;
 use transfuse_rewrite::{FusionSet, OptimizeOptions, optimize};
 
 /// The fusions of issue 4 (attention and embedding fusions are tested on their own).
@@ -144,7 +144,10 @@ fn layer_norm_only_models_match_the_original() {
         let a = Interpreter::new(&model).unwrap().run(&inputs).unwrap();
         let b = Interpreter::new(&fused).unwrap().run(&inputs).unwrap();
         for o in &model.graph.outputs {
-            let d = max_abs_diff(&a[&o.name].to_tensor(&o.name), &b[&o.name].to_tensor(&o.name));
+            let d = max_abs_diff(
+                &a[&o.name].to_tensor(&o.name),
+                &b[&o.name].to_tensor(&o.name),
+            );
             assert!(d < 1e-4, "{name}: {} differs by {d}", o.name);
         }
     }

@@ -94,7 +94,11 @@ pub fn provisioned_path() -> PathBuf {
     provisioned_candidates()
         .into_iter()
         .next()
-        .unwrap_or_else(|| Path::new("target").join(PROVISIONED_DIR).join(LIBRARY_FILE_NAME))
+        .unwrap_or_else(|| {
+            Path::new("target")
+                .join(PROVISIONED_DIR)
+                .join(LIBRARY_FILE_NAME)
+        })
 }
 
 impl OrtRuntime {
