@@ -108,3 +108,26 @@ impl OrtRuntime {
         OrtRuntime::init(library_path()?)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_are_the_library_under_build_directories() {
+        let candidates = provisioned_candidates();
+        assert!(!candidates.is_empty());
+        for c in &candidates {
+            assert!(
+                c.ends_with(Path::new(PROVISIONED_DIR).join(LIBRARY_FILE_NAME)),
+                "{c:?}"
+            );
+        }
+        // No duplicates, and the default destination is the first.
+        let mut unique = candidates.clone();
+        unique.dedup();
+        assert_eq!(unique, candidates);
+        assert_eq!(provisioned_path(), candidates[0]);
+    }
+}
