@@ -7,7 +7,6 @@ mod io_bench;
 mod models;
 mod optimize;
 mod ort_lib;
-mod parity;
 mod paths;
 mod test_cmd;
 
@@ -25,7 +24,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Optimize a model (default: a bundled tiny BERT, written under target/).
+    /// Optimize a model (`transfuse optimize`; default: a bundled tiny BERT, written under target/).
     Optimize(optimize::Args),
     /// Time loading and saving of models, with peak memory (files written under target/).
     IoBench(io_bench::Args),
@@ -33,8 +32,8 @@ enum Command {
     Models(models::Args),
     /// Provide the ONNX Runtime library (ORT_DYLIB_PATH, target/onnxruntime, or the PyPI wheel) and print its path.
     OrtLib(ort_lib::Args),
-    /// Compare a model with a candidate (or with expected outputs) on the same inputs, in the reference interpreter or ONNX Runtime.
-    Parity(parity::Args),
+    /// Compare a model with a candidate (or with expected outputs) on the same inputs, in the reference interpreter or ONNX Runtime (`transfuse parity`).
+    Parity(transfuse_cli::parity::Args),
     /// Benchmark latency of original, ONNX Runtime-optimized, peer-optimized and transfuse-optimized models (page under target/bench; --publish updates docs/benchmarks.md).
     Bench(bench::Args),
     /// Provision ONNX Runtime and the benchmark models, then run the whole test suite.
@@ -47,7 +46,7 @@ fn main() {
         Command::Optimize(a) => optimize::run(a),
         Command::Models(a) => models::run(a),
         Command::OrtLib(a) => ort_lib::run(a),
-        Command::Parity(a) => parity::run(a),
+        Command::Parity(a) => transfuse_cli::parity::run(a),
         Command::Bench(a) => bench::run(a),
         Command::IoBench(a) => io_bench::run(a),
         Command::Test(a) => test_cmd::run(a),

@@ -1,7 +1,8 @@
 //! `cargo xtask ort-lib`: provide the ONNX Runtime shared library the runner loads.
 //!
-//! Order: `ORT_DYLIB_PATH` when set; else `target/onnxruntime/libonnxruntime.so.1.31.1` when
-//! present; else the PyPI wheel `onnxruntime==1.31.1` is downloaded with pip into
+//! Order: the library `transfuse-ort` finds itself ([`transfuse_ort::library_path`]:
+//! `ORT_DYLIB_PATH` when set, else `target/onnxruntime/libonnxruntime.so.1.31.1` when
+//! present); else the PyPI wheel `onnxruntime==1.31.1` is downloaded with pip into
 //! `target/onnxruntime/wheel` and that one library file is extracted from it.
 
 use std::fs::File;
@@ -11,8 +12,6 @@ use std::process::Command;
 
 use anyhow::{Context, Result, anyhow, bail};
 use transfuse_ort::{LIBRARY_FILE_NAME, LIBRARY_PATH_VARIABLE, ONNX_RUNTIME_VERSION, OrtRuntime};
-
-use crate::paths;
 
 /// Arguments of `cargo xtask ort-lib`.
 #[derive(Debug, clap::Args)]
@@ -41,13 +40,6 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Where the provisioned library lives: `target/onnxruntime/libonnxruntime.so.1.31.1`.
-pub fn provisioned_path() -> PathBuf {
-    paths::target_dir()
-        .join("onnxruntime")
-        .join(LIBRARY_FILE_NAME)
-}
-
 /// The library to load, provisioning it first when needed (see the module docs).
 pub fn provision() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os(LIBRARY_PATH_VARIABLE).filter(|p| !p.is_empty()) {
@@ -58,12 +50,11 @@ pub fn provision() -> Result<PathBuf> {
                 path.display()
             );
         }
-        return std::path::absolute(&path).with_context(|| format!("resolving {}", path.display()));
     }
-    let destination = provisioned_path();
-    if destination.is_file() {
-        return Ok(destination);
+    if let Ok(found) = transfuse_ort::library_path() {
+        return Ok(found);
     }
+    let destination = transfuse_ort::provisioned_path();
     download_and_extract(&destination).map_err(|e| {
         anyhow!(
             "cannot provide ONNX Runtime {ONNX_RUNTIME_VERSION}: {e:#}. Set {LIBRARY_PATH_VARIABLE} to a {LIBRARY_FILE_NAME}, or make `python3 -m pip download onnxruntime=={ONNX_RUNTIME_VERSION}` work (network access to PyPI)"

@@ -17,6 +17,7 @@
 //! slices the memory-mapped file; nothing copies weights.
 
 mod convert;
+mod dot;
 mod dtype;
 mod dump;
 mod error;
@@ -28,6 +29,7 @@ mod tensor;
 pub mod wire;
 
 pub use convert::{graph_from_proto, graph_to_proto, tensor_from_proto, tensor_to_proto};
+pub use dot::FUSED_FILL;
 pub use dtype::DataType;
 pub use error::{IrError, Result};
 pub use graph::{AttrValue, Attribute, Dim, Graph, Node, ValueInfo, ValueType};

@@ -10,20 +10,57 @@ mod attention_models;
 
 use std::path::{Path, PathBuf};
 
-use attention_models::inputs::{Padding, generate, max_abs_diff};
-use attention_models::runners::{Outputs, interpreter, interpreter_values, onnx_runtime};
+use attention_models::Rng;
 use attention_models::{
     AttentionOptions, KeyTransposeForm, MaskForm, ScaleForm, bert_attention_layer, packed_qkv_layer,
 };
-use transfuse_ir::{Model, Tensor};
-use transfuse_ort::OptimizationLevel;
+use transfuse_ir::{DataType, Model, Tensor};
+use transfuse_ort::{OptimizationLevel, SessionOptions};
+use transfuse_parity::compare::shared_intermediates;
+use transfuse_parity::{
+    InputSource, InputSpec, Options, Padding, Runtime, Tolerance, compare_outputs,
+    generate_inputs_with_symbols, max_abs_diff, prepare, run_model,
+};
 use transfuse_rewrite::{OptimizeOptions, optimize};
 
 const TOLERANCE: f64 = 1e-4;
-
-/// A way to run a model on inputs.
-type Runner = dyn Fn(&Model, &[(String, Tensor)]) -> Result<Outputs, String>;
 const SEQUENCE: usize = 16;
+
+/// Inputs for `model`: batch `batch`, sequence `SEQUENCE` (key/value sequence of the
+/// cross-attention models `SEQUENCE + 3`, so the two lengths differ). Float inputs (hidden
+/// states, pixels) are uniform in `[-1, 1)`, the range the synthetic layers' weights are
+/// scaled for: with standard normal hidden states, the fully padded row of the `-10000`
+/// additive mask differs by rounding alone (f32's step at 10000 is 1e-3) beyond 1e-4.
+fn generate(model: &Model, batch: usize, padding: Padding, seed: u64) -> Vec<Tensor> {
+    let spec = InputSpec {
+        batch,
+        seq: SEQUENCE,
+        seed,
+        padding,
+    };
+    let mut inputs =
+        generate_inputs_with_symbols(model, &spec, &[("kv_sequence", SEQUENCE + 3)]).unwrap();
+    let mut rng = Rng::new(seed);
+    for t in inputs.iter_mut().filter(|t| t.dtype == DataType::Float) {
+        let n = t.dims.iter().product::<i64>() as usize;
+        *t = Tensor::from_f32(&t.name, t.dims.clone(), &rng.floats(n, 1.0));
+    }
+    inputs
+}
+
+/// The reference interpreter.
+fn interpreter() -> Runtime {
+    Runtime::reference()
+}
+
+/// ONNX Runtime on one thread with its graph optimizations at `level`.
+fn onnx_runtime(level: OptimizationLevel) -> Runtime {
+    Runtime::ort(
+        SessionOptions::default()
+            .optimization_level(level)
+            .intra_op_threads(1),
+    )
+}
 
 fn fused(model: &Model) -> Model {
     optimize(model, &OptimizeOptions::default()).unwrap().0
@@ -31,7 +68,7 @@ fn fused(model: &Model) -> Model {
 
 /// The input sets a model is checked on: each padding pattern (only `None` for models
 /// without a mask input) at batch 1 and 3.
-fn input_sets(model: &Model) -> Vec<(String, Vec<(String, Tensor)>)> {
+fn input_sets(model: &Model) -> Vec<(String, Vec<Tensor>)> {
     let has_mask = model.graph.inputs.iter().any(|i| i.name.contains("mask"));
     let paddings: &[Padding] = if has_mask {
         &Padding::ALL
@@ -44,23 +81,32 @@ fn input_sets(model: &Model) -> Vec<(String, Vec<(String, Tensor)>)> {
             let seed = batch as u64 * 31 + padding as u64;
             sets.push((
                 format!("batch {batch}, {padding:?} padding"),
-                generate(model, batch, SEQUENCE, padding, seed),
+                generate(model, batch, padding, seed),
             ));
         }
     }
     sets
 }
 
-/// Runs `original` and `candidate` with `run` on every input set and checks they agree
+/// Runs `original` and `candidate` in `runtime` on every input set and checks they agree
 /// (NaN exactly where the original has NaN: a select mask filled with `-inf` and no guard
 /// gives NaN for a fully padded sequence in both).
-fn check(name: &str, original: &Model, candidate: &Model, run: &Runner) {
+fn check(name: &str, original: &Model, candidate: &Model, runtime: &Runtime) {
     for (case, inputs) in input_sets(original) {
-        let expected =
-            run(original, &inputs).unwrap_or_else(|e| panic!("{name}, {case}: original: {e}"));
-        let got = run(candidate, &inputs).unwrap_or_else(|e| panic!("{name}, {case}: fused: {e}"));
-        let diff = max_abs_diff(&expected, &got).unwrap_or_else(|e| panic!("{name}, {case}: {e}"));
-        assert!(diff <= TOLERANCE, "{name}, {case}: max abs diff {diff:e}");
+        let options = Options {
+            inputs: InputSource::Given(inputs),
+            runtime: runtime.clone(),
+            tolerance: Tolerance::absolute(TOLERANCE),
+            locate_divergence: false,
+        };
+        let report = transfuse_parity::check(original, candidate, &options)
+            .unwrap_or_else(|e| panic!("{name}, {case}: {e}"));
+        assert!(
+            report.pass,
+            "{name}, {case}: max abs diff {:e} ({:?})",
+            report.max_abs(),
+            report.outputs
+        );
     }
 }
 
@@ -141,7 +187,7 @@ fn synthetic_models() -> Vec<(String, Model)> {
 fn tiny_models_match_through_the_interpreter() {
     for (name, path) in tiny_models() {
         let model = Model::load(&path).unwrap();
-        check(&name, &model, &fused(&model), &interpreter);
+        check(&name, &model, &fused(&model), &interpreter());
     }
 }
 
@@ -149,9 +195,12 @@ fn tiny_models_match_through_the_interpreter() {
 fn tiny_models_match_in_onnx_runtime() {
     for (name, path) in tiny_models() {
         let model = Model::load(&path).unwrap();
-        let run =
-            |m: &Model, i: &[(String, Tensor)]| onnx_runtime(m, i, OptimizationLevel::Disabled);
-        check(&name, &model, &fused(&model), &run);
+        check(
+            &name,
+            &model,
+            &fused(&model),
+            &onnx_runtime(OptimizationLevel::Disabled),
+        );
     }
 }
 
@@ -161,17 +210,18 @@ fn fused_tiny_models_run_with_onnx_runtime_optimizations() {
     for (name, path) in tiny_models() {
         let model = Model::load(&path).unwrap();
         let candidate = fused(&model);
-        let original =
-            |m: &Model, i: &[(String, Tensor)]| onnx_runtime(m, i, OptimizationLevel::Disabled);
-        let optimized =
-            |m: &Model, i: &[(String, Tensor)]| onnx_runtime(m, i, OptimizationLevel::All);
+        let original = onnx_runtime(OptimizationLevel::Disabled);
+        let optimized = onnx_runtime(OptimizationLevel::All);
         for (case, inputs) in input_sets(&model) {
-            let expected = original(&model, &inputs).unwrap();
-            let got =
-                optimized(&candidate, &inputs).unwrap_or_else(|e| panic!("{name}, {case}: {e}"));
-            let diff =
-                max_abs_diff(&expected, &got).unwrap_or_else(|e| panic!("{name}, {case}: {e}"));
-            assert!(diff <= TOLERANCE, "{name}, {case}: max abs diff {diff:e}");
+            let expected = run_model(&model, &inputs, &original).unwrap();
+            let got = run_model(&candidate, &inputs, &optimized)
+                .unwrap_or_else(|e| panic!("{name}, {case}: {e}"));
+            let outputs = compare_outputs(&got, &expected, Tolerance::absolute(TOLERANCE))
+                .unwrap_or_else(|e| panic!("{name}, {case}: {e}"));
+            assert!(
+                outputs.iter().all(|o| o.pass),
+                "{name}, {case}: {outputs:?}"
+            );
         }
     }
 }
@@ -179,16 +229,19 @@ fn fused_tiny_models_run_with_onnx_runtime_optimizations() {
 #[test]
 fn synthetic_models_match_through_the_interpreter() {
     for (name, model) in synthetic_models() {
-        check(&name, &model, &fused(&model), &interpreter);
+        check(&name, &model, &fused(&model), &interpreter());
     }
 }
 
 #[test]
 fn synthetic_models_match_in_onnx_runtime() {
     for (name, model) in synthetic_models() {
-        let run =
-            |m: &Model, i: &[(String, Tensor)]| onnx_runtime(m, i, OptimizationLevel::Disabled);
-        check(&name, &model, &fused(&model), &run);
+        check(
+            &name,
+            &model,
+            &fused(&model),
+            &onnx_runtime(OptimizationLevel::Disabled),
+        );
     }
 }
 
@@ -206,17 +259,21 @@ fn fully_padded_sequence_gives_what_the_original_gives() {
     {
         let model = Model::load(&path).unwrap();
         let candidate = fused(&model);
-        let inputs = generate(&model, 2, SEQUENCE, Padding::FullyPadded, 7);
-        let expected = interpreter_values(&model, &inputs).unwrap();
-        let got = interpreter_values(&candidate, &inputs).unwrap();
+        let inputs = generate(&model, 2, Padding::FullyPadded, 7);
+        let shared = shared_intermediates(&model, &candidate);
+        let values = |m: &Model| {
+            prepare(&interpreter(), m, None, &name)
+                .and_then(|mut engine| engine.capture(&inputs, &shared))
+                .unwrap()
+        };
+        let expected = values(&model);
+        let got = values(&candidate);
         let mut compared = 0;
-        for (value, (shape, values)) in &got {
-            let Some((expected_shape, expected_values)) = expected.get(value) else {
+        for (value, tensor) in &got {
+            let Some(expected_tensor) = expected.get(value) else {
                 continue;
             };
-            let pair = |s: &Vec<usize>, v: &Vec<f64>| vec![(value.clone(), s.clone(), v.clone())];
-            let diff = max_abs_diff(&pair(expected_shape, expected_values), &pair(shape, values))
-                .unwrap_or_else(|e| panic!("{name}: value {value}: {e}"));
+            let diff = max_abs_diff(tensor, expected_tensor);
             assert!(
                 diff <= TOLERANCE,
                 "{name}: value {value}: max abs diff {diff:e}"
@@ -391,7 +448,7 @@ fn other_masks_are_not_made_compact() {
             2,
             "{case}: attention still fuses"
         );
-        check(case, &model, &candidate, &interpreter);
+        check(case, &model, &candidate, &interpreter());
     }
     // And unmodified, it does become a 2-D mask_index.
     assert!(mask_is_raw_index(&fused(&original), f32::MIN));

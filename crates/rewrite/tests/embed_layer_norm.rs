@@ -7,11 +7,12 @@
 
 mod attention_models;
 
-use attention_models::inputs::{Padding, generate, max_abs_diff};
-use attention_models::runners::{interpreter, onnx_runtime};
 use attention_models::{EmbeddingOptions, PositionForm, bert_embeddings};
 use transfuse_ir::{DataType, Model, Node};
-use transfuse_ort::OptimizationLevel;
+use transfuse_ort::{OptimizationLevel, SessionOptions};
+use transfuse_parity::{
+    InputSpec, Padding, Runtime, Tolerance, compare_outputs, generate_inputs, run_model,
+};
 use transfuse_rewrite::{OptimizeOptions, optimize};
 
 fn optimized(model: &Model) -> Model {
@@ -156,21 +157,29 @@ fn fused_embeddings_match_the_original() {
         let model = bert_embeddings(opts);
         let fused = optimized(&model);
         for batch in [1, 3] {
-            let inputs = generate(&model, batch, 12, Padding::None, batch as u64);
-            let expected = interpreter(&model, &inputs).unwrap();
-            for (runtime, got) in [
-                ("interpreter", interpreter(&fused, &inputs)),
-                (
-                    "onnx runtime",
-                    onnx_runtime(&fused, &inputs, OptimizationLevel::Disabled),
-                ),
-            ] {
-                let got = got.unwrap_or_else(|e| panic!("{what}, {runtime}: {e}"));
-                let diff = max_abs_diff(&expected, &got)
+            let spec = InputSpec {
+                batch,
+                seq: 12,
+                seed: batch as u64,
+                padding: Padding::None,
+            };
+            let inputs = generate_inputs(&model, &spec).unwrap();
+            let expected = run_model(&model, &inputs, &Runtime::reference()).unwrap();
+            let ort = Runtime::ort(
+                SessionOptions::default()
+                    .optimization_level(OptimizationLevel::Disabled)
+                    .intra_op_threads(1),
+            );
+            for (runtime, settings) in
+                [("interpreter", Runtime::reference()), ("onnx runtime", ort)]
+            {
+                let got = run_model(&fused, &inputs, &settings)
+                    .unwrap_or_else(|e| panic!("{what}, {runtime}: {e}"));
+                let outputs = compare_outputs(&got, &expected, Tolerance::absolute(1e-4))
                     .unwrap_or_else(|e| panic!("{what}, {runtime}: {e}"));
                 assert!(
-                    diff <= 1e-4,
-                    "{what}, {runtime}, batch {batch}: max abs diff {diff:e}"
+                    outputs.iter().all(|o| o.pass),
+                    "{what}, {runtime}, batch {batch}: {outputs:?}"
                 );
             }
         }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use transfuse_interp::{Interpreter, Value};
 use transfuse_ir::{Model, Tensor};
+use transfuse_parity::max_abs_diff;
 use transfuse_rewrite::{FusionSet, OptimizeOptions, optimize};
 
 /// The normalization and GELU fusions (attention and embedding fusions are tested on their own).
@@ -66,17 +67,6 @@ fn test_data(name: &str, model: &Model) -> (HashMap<String, Value>, Vec<Tensor>)
     (inputs, outputs)
 }
 
-fn max_abs(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(
-            0.0,
-            |m, d| if d.is_nan() { f64::INFINITY } else { m.max(d) },
-        )
-}
-
 #[test]
 fn every_layer_norm_and_gelu_is_fused() {
     for name in MODELS {
@@ -126,9 +116,9 @@ fn fused_models_match_the_original_and_pytorch() {
             .run(&inputs)
             .unwrap();
         for (o, want) in model.graph.outputs.iter().zip(&expected) {
-            let got = result[&o.name].to_f64_vec();
-            let vs_original = max_abs(&got, &original[&o.name].to_f64_vec());
-            let vs_torch = max_abs(&got, &want.to_f64_vec().unwrap());
+            let got = result[&o.name].to_tensor(&o.name);
+            let vs_original = max_abs_diff(&got, &original[&o.name].to_tensor(&o.name));
+            let vs_torch = max_abs_diff(&got, want);
             assert!(
                 vs_original < 1e-4,
                 "{name}: {} differs from the original by {vs_original}",
@@ -154,7 +144,10 @@ fn layer_norm_only_models_match_the_original() {
         let a = Interpreter::new(&model).unwrap().run(&inputs).unwrap();
         let b = Interpreter::new(&fused).unwrap().run(&inputs).unwrap();
         for o in &model.graph.outputs {
-            let d = max_abs(&a[&o.name].to_f64_vec(), &b[&o.name].to_f64_vec());
+            let d = max_abs_diff(
+                &a[&o.name].to_tensor(&o.name),
+                &b[&o.name].to_tensor(&o.name),
+            );
             assert!(d < 1e-4, "{name}: {} differs by {d}", o.name);
         }
     }

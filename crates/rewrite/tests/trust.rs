@@ -10,10 +10,9 @@ mod attention_models;
 
 use std::path::PathBuf;
 
-use attention_models::inputs::{Padding, generate};
-use attention_models::runners::{Outputs, interpreter, onnx_runtime};
 use transfuse_ir::{AttrValue, Model, Tensor};
 use transfuse_ort::OptimizationLevel;
+use transfuse_parity::{InputSpec, Padding, Runtime, generate_inputs, run_model};
 use transfuse_rewrite::{OptimizeOptions, optimize};
 
 fn fused(model: &Model) -> Model {
@@ -29,6 +28,49 @@ fn tiny(name: &str) -> Model {
         .join("../../testdata/models/tiny")
         .join(format!("{name}.onnx"));
     Model::load(&path).unwrap()
+}
+
+/// One run's outputs: `(name, shape, values)` in graph output order.
+type Outputs = Vec<(String, Vec<usize>, Vec<f64>)>;
+
+/// Generated inputs (transfuse-parity's generator) at `batch` x `seq`.
+fn generate(model: &Model, batch: usize, seq: usize, padding: Padding, seed: u64) -> Vec<Tensor> {
+    let spec = InputSpec {
+        batch,
+        seq,
+        seed,
+        padding,
+    };
+    generate_inputs(model, &spec).unwrap()
+}
+
+fn run_on(model: &Model, inputs: &[Tensor], runtime: &Runtime) -> Result<Outputs, String> {
+    let outputs = run_model(model, inputs, runtime).map_err(|e| e.to_string())?;
+    outputs
+        .into_iter()
+        .map(|t| {
+            let shape = t.dims.iter().map(|&d| d as usize).collect();
+            let values = t.to_f64_vec().map_err(|e| e.to_string())?;
+            Ok((t.name.clone(), shape, values))
+        })
+        .collect()
+}
+
+/// Runs `model` in the reference interpreter.
+fn interpreter(model: &Model, inputs: &[Tensor]) -> Result<Outputs, String> {
+    run_on(model, inputs, &Runtime::reference())
+}
+
+/// Runs `model` in ONNX Runtime on one thread with graph optimizations `level`.
+fn onnx_runtime(
+    model: &Model,
+    inputs: &[Tensor],
+    level: OptimizationLevel,
+) -> Result<Outputs, String> {
+    let options = transfuse_ort::SessionOptions::default()
+        .optimization_level(level)
+        .intra_op_threads(1);
+    run_on(model, inputs, &Runtime::ort(options))
 }
 
 /// True when every output value of `a` and `b` is NaN in both or finite in both (and the

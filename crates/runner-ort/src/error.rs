@@ -18,6 +18,14 @@ pub enum OrtError {
         /// Why loading failed.
         reason: String,
     },
+    /// No ONNX Runtime library was found where one is looked for.
+    #[error(
+        "ONNX Runtime library not found (looked at {looked}): set ORT_DYLIB_PATH to a libonnxruntime.so.1.31.1, or run `cargo xtask ort-lib` in the workspace"
+    )]
+    NotFound {
+        /// The places looked at.
+        looked: String,
+    },
     /// A process can hold only one ONNX Runtime library; a second, different one was asked for.
     #[error(
         "ONNX Runtime is already loaded from '{loaded}' in this process; cannot also load '{requested}'"

@@ -23,11 +23,13 @@
 
 mod convert;
 mod error;
+mod locate;
 mod options;
 mod runtime;
 mod session;
 
 pub use error::{OrtError, Result};
+pub use locate::{PROVISIONED_DIR, library_path, provisioned_candidates, provisioned_path};
 pub use options::{ExecutionProvider, OptimizationLevel, ParseSettingError, SessionOptions};
 pub use runtime::{LIBRARY_FILE_NAME, LIBRARY_PATH_VARIABLE, ONNX_RUNTIME_VERSION, OrtRuntime};
 pub use session::{PreparedInputs, Session, TimedRun};

@@ -14,7 +14,7 @@ use super::case::{Case, Engine, Progress, Runner, Settings, Subject, write_input
 use super::results::{CaseResult, ConfigId, Latency, Ratio};
 use super::system::{load_average, median, min, quantile};
 use super::{parity, profile};
-use crate::parity::inputs::{InputSpec, Padding, generate_inputs};
+use transfuse_parity::{InputSpec, Padding, generate_inputs};
 
 /// How many steps [`measure_case`] reports for `configs` configurations.
 pub fn steps(configs: usize, text: bool, settings: &Settings) -> u64 {

@@ -8,8 +8,7 @@ use transfuse_ort::{ExecutionProvider, OptimizationLevel, Session, SessionOption
 
 use super::case::{Case, Progress, Runner, run_session};
 use super::results::{ConfigId, Parity};
-use crate::parity::compare::{Tolerance, compare_tensors};
-use crate::parity::inputs::{InputSpec, Padding, generate_inputs, mask_row};
+use transfuse_parity::{InputSpec, Padding, Tolerance, compare_tensors, generate_inputs, mask_row};
 
 /// The patterns checked: every mask pattern for text models, none for vision.
 pub fn patterns(text: bool) -> Vec<Padding> {

@@ -3,12 +3,9 @@
 //! EmbedLayerNormalization inputs), plus deliberately broken variants that must not fuse.
 //!
 //! Every builder returns a checked [`Model`] with random (seeded, deterministic) weights; the
-//! tests compare the optimized model against it through the reference interpreter.
+//! tests compare the optimized model against it with `transfuse-parity`.
 
 #![allow(dead_code)] // each test binary uses a different subset of the builders
-
-pub mod inputs;
-pub mod runners;
 
 use transfuse_ir::{AttrValue, DataType, Dim, Graph, Model, Node, OpsetImport, Tensor, ValueInfo};
 

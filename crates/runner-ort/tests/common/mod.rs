@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use transfuse_ir::{DataType, Dim, Model, Tensor};
-use transfuse_ort::{LIBRARY_FILE_NAME, LIBRARY_PATH_VARIABLE, OrtRuntime};
+use transfuse_ort::OrtRuntime;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -18,20 +18,13 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
-/// ONNX Runtime, loaded from `ORT_DYLIB_PATH` or `target/onnxruntime/`. Fails the test with
-/// instructions when neither has the library: CI provisions it before running the tests.
+/// ONNX Runtime, found by [`OrtRuntime::locate`] (`ORT_DYLIB_PATH`, else
+/// `target/onnxruntime/`). Fails the test with instructions when neither has the library: CI
+/// provisions it before running the tests.
 pub fn runtime() -> &'static OrtRuntime {
-    let path = match std::env::var_os(LIBRARY_PATH_VARIABLE).filter(|p| !p.is_empty()) {
-        Some(p) => PathBuf::from(p),
-        None => target_dir().join("onnxruntime").join(LIBRARY_FILE_NAME),
-    };
-    assert!(
-        path.is_file(),
-        "ONNX Runtime library not found at {} ({LIBRARY_PATH_VARIABLE} unset or wrong): run `cargo xtask ort-lib` \
-         (or `export {LIBRARY_PATH_VARIABLE}=$(cargo xtask ort-lib)`) before `cargo test`",
-        path.display()
-    );
-    OrtRuntime::init(&path).unwrap_or_else(|e| panic!("{e}"))
+    OrtRuntime::locate().unwrap_or_else(|e| {
+        panic!("{e} (or `export ORT_DYLIB_PATH=$(cargo xtask ort-lib)`) before `cargo test`")
+    })
 }
 
 /// The tiny test models: (name, model file), sorted by name.

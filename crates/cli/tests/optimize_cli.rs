@@ -1,4 +1,4 @@
-//! `cargo xtask optimize`: the fused model, the JSON report, the Graphviz view, and no output
+//! `transfuse optimize`: the fused model, the JSON report, the Graphviz view, and no output
 //! at all when the run fails.
 
 #![allow(clippy::unwrap_used)]
@@ -10,7 +10,7 @@ use transfuse_ir::Model;
 
 fn tiny(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/models/tiny")
+        .join("../../testdata/models/tiny")
         .join(name)
 }
 
@@ -22,7 +22,7 @@ fn optimize_writes_model_report_and_dot() {
         dir.path().join("r.json"),
         dir.path().join("g.dot"),
     );
-    let run = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let run = Command::new(env!("CARGO_BIN_EXE_transfuse"))
         .args([
             "optimize",
             "--fusions",
@@ -71,7 +71,7 @@ fn optimize_writes_model_report_and_dot() {
 fn unknown_fusion_fails_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (out, report) = (dir.path().join("m.onnx"), dir.path().join("r.json"));
-    let run = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let run = Command::new(env!("CARGO_BIN_EXE_transfuse"))
         .args(["optimize", "--fusions", "gelu,fancy", "-o"])
         .arg(&out)
         .arg("--report")
@@ -86,4 +86,28 @@ fn unknown_fusion_fails_and_writes_nothing() {
         "{stderr}"
     );
     assert!(!out.exists() && !report.exists());
+}
+
+#[test]
+fn version_and_a_required_input() {
+    let run = Command::new(env!("CARGO_BIN_EXE_transfuse"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(run.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout).trim(),
+        format!("transfuse {}", env!("CARGO_PKG_VERSION"))
+    );
+    // The installed command has no bundled default model.
+    let run = Command::new(env!("CARGO_BIN_EXE_transfuse"))
+        .arg("optimize")
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("<INPUT>"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
 }

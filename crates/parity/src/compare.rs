@@ -17,6 +17,17 @@ pub struct Tolerance {
 }
 
 impl Tolerance {
+    /// Only equal values pass.
+    pub const EXACT: Tolerance = Tolerance {
+        atol: 0.0,
+        rtol: 0.0,
+    };
+
+    /// An absolute tolerance alone.
+    pub const fn absolute(atol: f64) -> Tolerance {
+        Tolerance { atol, rtol: 0.0 }
+    }
+
     /// Whether one element is close enough.
     pub fn accepts(&self, actual: f64, expected: f64) -> bool {
         let error = element_error(actual, expected);
@@ -112,6 +123,13 @@ pub fn compare_tensors(
     }
 }
 
+/// Largest `|actual - expected|` over all elements (0 for equal values, equal infinities and
+/// NaN against NaN; infinite where only one side is NaN, and when shapes or element data do
+/// not compare): the same measure as [`TensorComparison::max_abs`].
+pub fn max_abs_diff(actual: &Tensor, expected: &Tensor) -> f64 {
+    compare_tensors(&expected.name, actual, expected, Tolerance::EXACT).max_abs
+}
+
 /// The fraction of rows (of `classes` values each) whose first arg-max agrees.
 pub fn top1_agreement(actual: &[f64], expected: &[f64], classes: usize) -> Option<f64> {
     if classes == 0 || actual.len() != expected.len() || actual.is_empty() {
@@ -174,6 +192,7 @@ pub fn first_divergence(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -228,6 +247,23 @@ mod tests {
         );
         assert!(!c.pass);
         assert_eq!(c.problem.as_deref(), Some("shape [2], expected [2, 1]"));
+        assert!(
+            max_abs_diff(
+                &t(&[1.0, 2.0]),
+                &Tensor::from_f32("t", vec![2, 1], &[1.0, 2.0])
+            )
+            .is_infinite()
+        );
+    }
+
+    #[test]
+    fn max_abs_diff_is_the_largest_error() {
+        assert_eq!(
+            max_abs_diff(&t(&[1.0, 2.0, 3.0]), &t(&[1.0, 2.5, 2.75])),
+            0.5
+        );
+        assert_eq!(max_abs_diff(&t(&[f32::NAN]), &t(&[f32::NAN])), 0.0);
+        assert!(max_abs_diff(&t(&[f32::NAN]), &t(&[1.0])).is_infinite());
     }
 
     #[test]

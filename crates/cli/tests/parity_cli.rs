@@ -1,4 +1,4 @@
-//! `cargo xtask parity` end to end: a faithful candidate passes with exit status 0, a
+//! `transfuse parity` end to end: a faithful candidate passes with exit status 0, a
 //! perturbed one fails with a non-zero status, names the first diverging value, and writes the
 //! JSON report.
 
@@ -11,7 +11,7 @@ use transfuse_ir::{Model, Tensor};
 
 fn tiny(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/models/tiny")
+        .join("../../testdata/models/tiny")
         .join(name)
 }
 
@@ -24,7 +24,7 @@ fn parity(
 ) -> (bool, String, String, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let out = Command::new(env!("CARGO_BIN_EXE_transfuse"))
         .arg("parity")
         .arg(model)
         .arg(candidate)

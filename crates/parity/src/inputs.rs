@@ -9,20 +9,27 @@
 //!   row, ones on the second (clamped to the type table's size);
 //! - position ids (name contains `position`): `0..seq` on every row;
 //! - floating-point inputs (images): standard normal values;
-//! - symbolic dims: the first is the batch, later ones the sequence length.
+//! - symbolic dims: a size given for that symbol ([`generate_inputs_with_symbols`]), else the
+//!   first dim is the batch and later ones the sequence length.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use transfuse_ir::{DataType, Dim, Graph, Model, Tensor};
 
+use crate::error::{ParityError, Result};
+
+fn generate_error(message: String) -> ParityError {
+    ParityError::Generate(message)
+}
+
 /// Where the zeros of generated attention masks go.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
 pub enum Padding {
     /// No padding: masks are all ones.
     None,
@@ -33,6 +40,32 @@ pub enum Padding {
     Left,
     /// Zeros inside rows (a block in the middle), first and last tokens kept.
     Holes,
+    /// The last row is padding entirely (all zeros); the others are right-padded.
+    FullyPadded,
+}
+
+impl Padding {
+    /// Every pattern, for loops over test cases.
+    pub const ALL: [Padding; 5] = [
+        Padding::None,
+        Padding::Right,
+        Padding::Left,
+        Padding::Holes,
+        Padding::FullyPadded,
+    ];
+}
+
+impl std::str::FromStr for Padding {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Padding, String> {
+        Padding::ALL
+            .into_iter()
+            .find(|p| p.to_string() == s)
+            .ok_or_else(|| {
+                format!("unknown padding '{s}' (none, right, left, holes, fully-padded)")
+            })
+    }
 }
 
 impl fmt::Display for Padding {
@@ -42,6 +75,7 @@ impl fmt::Display for Padding {
             Padding::Right => "right",
             Padding::Left => "left",
             Padding::Holes => "holes",
+            Padding::FullyPadded => "fully-padded",
         })
     }
 }
@@ -62,7 +96,8 @@ pub struct InputSpec {
 /// The mask row `row` of `batch` rows of length `seq`: `true` where the token is real.
 ///
 /// Lengths: with several rows, row 0 is whole and the last row keeps half its tokens, the
-/// others in between; a single row keeps half. `Holes` zeroes a block of a quarter of the row
+/// others in between; a single row keeps half. `FullyPadded` zeroes the last row and
+/// right-pads the others like `Right`. `Holes` zeroes a block of a quarter of the row
 /// (at least one token) at an offset that moves with the row, never the first or last token.
 pub fn mask_row(padding: Padding, row: usize, batch: usize, seq: usize) -> Vec<bool> {
     let valid_len = |row: usize| -> usize {
@@ -75,7 +110,8 @@ pub fn mask_row(padding: Padding, row: usize, batch: usize, seq: usize) -> Vec<b
     };
     match padding {
         Padding::None => vec![true; seq],
-        Padding::Right => {
+        Padding::FullyPadded if row + 1 == batch => vec![false; seq],
+        Padding::Right | Padding::FullyPadded => {
             let len = valid_len(row);
             (0..seq).map(|i| i < len).collect()
         }
@@ -129,7 +165,7 @@ pub fn classify_inputs(model: &Model) -> Result<Vec<(String, InputRole)>> {
         let lower = name.to_ascii_lowercase();
         let dtype = info
             .elem_type()
-            .with_context(|| format!("input '{name}' has no tensor type"))?;
+            .ok_or_else(|| generate_error(format!("input '{name}' has no tensor type")))?;
         let role = if dtype.is_float() && !lower.contains("mask") {
             InputRole::Float
         } else if lower.contains("mask") {
@@ -143,9 +179,9 @@ pub fn classify_inputs(model: &Model) -> Result<Vec<(String, InputRole)>> {
         } else if let Some(vocab) = gathered_table_rows(graph, name) {
             InputRole::TokenIds { vocab }
         } else {
-            bail!(
-                "cannot tell how to generate input '{name}' ({dtype}): it is not a mask, token type or position input and reaches no Gather of an embedding table; pass --inputs DIR"
-            );
+            return Err(generate_error(format!(
+                "cannot tell how to generate input '{name}' ({dtype}): it is not a mask, token type or position input and reaches no Gather of an embedding table; give the inputs instead"
+            )));
         };
         out.push((name.to_string(), role));
     }
@@ -200,8 +236,23 @@ pub fn gathered_table_rows(graph: &Graph, value: &str) -> Option<i64> {
 
 /// Generates one tensor per graph input of `model` (named after it, in graph order).
 pub fn generate_inputs(model: &Model, spec: &InputSpec) -> Result<Vec<Tensor>> {
+    generate_inputs_with_symbols(model, spec, &[])
+}
+
+/// Inputs are not generated above this many elements each (4 GiB of f32).
+pub const MAX_INPUT_ELEMENTS: usize = 1 << 30;
+
+/// [`generate_inputs`], with the size of some symbolic dims given by name (`("kv_sequence",
+/// 19)`): a symbol listed here takes that size wherever it appears.
+pub fn generate_inputs_with_symbols(
+    model: &Model,
+    spec: &InputSpec,
+    symbols: &[(&str, usize)],
+) -> Result<Vec<Tensor>> {
     if spec.batch == 0 || spec.seq == 0 {
-        bail!("batch and sequence length must be at least 1");
+        return Err(generate_error(
+            "batch and sequence length must be at least 1".into(),
+        ));
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(spec.seed);
     let mut out = Vec::new();
@@ -211,30 +262,45 @@ pub fn generate_inputs(model: &Model, spec: &InputSpec) -> Result<Vec<Tensor>> {
             .inputs
             .iter()
             .find(|v| v.name == name)
-            .context("input vanished")?;
-        let dtype = info.elem_type().context("untyped input")?;
+            .ok_or_else(|| generate_error(format!("input '{name}' vanished")))?;
+        let dtype = info
+            .elem_type()
+            .ok_or_else(|| generate_error(format!("input '{name}' has no tensor type")))?;
         let shape = info
             .shape()
-            .with_context(|| format!("input '{name}' has no shape"))?;
+            .ok_or_else(|| generate_error(format!("input '{name}' has no shape")))?;
         let dims: Vec<usize> = shape
             .iter()
             .enumerate()
             .map(|(i, d)| match d {
-                Dim::Known(v) => {
-                    usize::try_from(*v).with_context(|| format!("input '{name}' has dim {v}"))
-                }
+                Dim::Known(v) => usize::try_from(*v)
+                    .map_err(|_| generate_error(format!("input '{name}' has dim {v}"))),
+                Dim::Symbol(s) if symbols.iter().any(|(n, _)| n == s) => Ok(symbols
+                    .iter()
+                    .find(|(n, _)| n == s)
+                    .map_or(spec.seq, |&(_, size)| size)),
                 Dim::Symbol(_) | Dim::Unknown if i == 0 => Ok(spec.batch),
                 Dim::Symbol(_) | Dim::Unknown => Ok(spec.seq),
             })
             .collect::<Result<_>>()?;
-        let count: usize = dims.iter().product();
+        let count = dims
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .filter(|&n| n <= MAX_INPUT_ELEMENTS)
+            .ok_or_else(|| {
+                generate_error(format!(
+                    "input '{name}' of shape {dims:?} is larger than {MAX_INPUT_ELEMENTS} elements"
+                ))
+            })?;
         let row_len = dims.last().copied().unwrap_or(1).max(1);
         let rows = count / row_len;
         let values: Vec<f64> = match role {
             InputRole::Float => (0..count).map(|_| rng.sample::<f64, _>(StandardNormal)).collect(),
             InputRole::TokenIds { vocab } => {
                 if vocab <= 0 {
-                    bail!("input '{name}' indexes an empty table");
+                    return Err(generate_error(format!(
+                        "input '{name}' indexes an empty table"
+                    )));
                 }
                 (0..count).map(|_| rng.random_range(0..vocab) as f64).collect()
             }
@@ -276,7 +342,11 @@ fn tensor_of(name: &str, dtype: DataType, dims: &[usize], values: &[f64]) -> Res
             dims,
             &values.iter().map(|&v| v != 0.0).collect::<Vec<_>>(),
         ),
-        other => bail!("input '{name}' has element type {other}, which parity cannot generate"),
+        other => {
+            return Err(generate_error(format!(
+                "input '{name}' has element type {other}, which parity cannot generate"
+            )));
+        }
     })
 }
 
@@ -300,6 +370,10 @@ pub fn read_test_data(model: &Model, dir: &Path) -> Result<TestData> {
         .map(|v| v.name.as_str())
         .collect();
     let output_names: Vec<&str> = graph.outputs.iter().map(|v| v.name.as_str()).collect();
+    let test_data_error = |problem: String| ParityError::TestData {
+        dir: dir.to_path_buf(),
+        problem,
+    };
     let read = |prefix: &str, names: &[&str]| -> Result<Vec<Tensor>> {
         let mut tensors = Vec::new();
         for i in 0.. {
@@ -307,18 +381,22 @@ pub fn read_test_data(model: &Model, dir: &Path) -> Result<TestData> {
             if !path.is_file() {
                 break;
             }
-            let tensor =
-                Tensor::load_pb(&path).with_context(|| format!("reading {}", path.display()))?;
+            let tensor = Tensor::load_pb(&path).map_err(|source| ParityError::ReadTensor {
+                path: path.clone(),
+                source,
+            })?;
             let name = if names.contains(&tensor.name.as_str()) {
                 tensor.name.clone()
             } else {
                 match names.get(i) {
                     Some(n) => n.to_string(),
-                    None => bail!(
-                        "{} has no matching {prefix} in the model (it has {})",
-                        path.display(),
-                        names.len()
-                    ),
+                    None => {
+                        return Err(test_data_error(format!(
+                            "{} has no matching {prefix} in the model (it has {})",
+                            path.display(),
+                            names.len()
+                        )));
+                    }
                 }
             };
             tensors.push(tensor.renamed(name));
@@ -327,14 +405,13 @@ pub fn read_test_data(model: &Model, dir: &Path) -> Result<TestData> {
     };
     let inputs = read("input", &input_names)?;
     if inputs.is_empty() {
-        bail!("no input_0.pb in {}", dir.display());
+        return Err(test_data_error("no input_0.pb".into()));
     }
     for name in &input_names {
         if !inputs.iter().any(|t| t.name == *name) {
-            bail!(
-                "{} has no tensor for the model's input '{name}'",
-                dir.display()
-            );
+            return Err(test_data_error(format!(
+                "no tensor for the model's input '{name}'"
+            )));
         }
     }
     let outputs = read("output", &output_names)?;
@@ -342,18 +419,10 @@ pub fn read_test_data(model: &Model, dir: &Path) -> Result<TestData> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::paths;
-
-    fn tiny(name: &str) -> Model {
-        Model::load(
-            paths::testdata_models()
-                .join("tiny")
-                .join(format!("{name}.onnx")),
-        )
-        .expect("tiny model")
-    }
+    use crate::testdata::{tiny, tiny_dir};
 
     fn row_string(row: &[bool]) -> String {
         row.iter().map(|&b| if b { '1' } else { '0' }).collect()
@@ -370,6 +439,10 @@ mod tests {
         assert_eq!(rows(Padding::Right), ["11111111", "11111100", "11110000"]);
         assert_eq!(rows(Padding::Left), ["11111111", "00111111", "00001111"]);
         assert_eq!(rows(Padding::Holes), ["10011111", "11100111", "11111001"]);
+        assert_eq!(
+            rows(Padding::FullyPadded),
+            ["11111111", "11111100", "00000000"]
+        );
         assert_eq!(row_string(&mask_row(Padding::Right, 0, 1, 8)), "11110000");
         assert_eq!(row_string(&mask_row(Padding::Left, 0, 1, 5)), "00111");
     }
@@ -464,6 +537,24 @@ mod tests {
     }
 
     #[test]
+    fn named_symbols_take_their_given_size() {
+        let model = tiny("bert_eager_ts_op14");
+        let spec = InputSpec {
+            batch: 2,
+            seq: 5,
+            seed: 0,
+            padding: Padding::None,
+        };
+        let symbol = match &model.graph.inputs[0].shape().expect("shape")[1] {
+            Dim::Symbol(s) => s.clone(),
+            other => panic!("{other:?}"),
+        };
+        let inputs =
+            generate_inputs_with_symbols(&model, &spec, &[(symbol.as_str(), 7)]).expect("inputs");
+        assert_eq!(inputs[0].dims, [2, 7]);
+    }
+
+    #[test]
     fn images_are_normal_floats_of_the_declared_shape() {
         let model = tiny("vit_eager_ts_op14");
         let spec = InputSpec {
@@ -491,10 +582,7 @@ mod tests {
     #[test]
     fn test_data_directories_are_read_by_name() {
         let model = tiny("bert_eager_ts_op14");
-        let dir = paths::testdata_models()
-            .join("tiny")
-            .join("bert_eager_ts_op14")
-            .join("test_data_set_0");
+        let dir = tiny_dir("bert_eager_ts_op14").join("test_data_set_0");
         let data = read_test_data(&model, &dir).expect("test data");
         let names: Vec<&str> = data.inputs.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["input_ids", "attention_mask", "token_type_ids"]);

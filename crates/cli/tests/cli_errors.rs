@@ -1,4 +1,4 @@
-//! Malformed models make `cargo xtask optimize` fail with one line naming the problem, a
+//! Malformed models make `transfuse optimize` fail with one line naming the problem, a
 //! non-zero exit status, and no output file.
 
 #![allow(clippy::unwrap_used)]
@@ -10,13 +10,13 @@ use transfuse_ir::{Model, Node};
 
 fn tiny(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/models/tiny")
+        .join("../../testdata/models/tiny")
         .join(name)
 }
 
 /// Runs `optimize IN -o OUT --fusions none` and returns (success, stderr).
 fn optimize(input: &Path, output: &Path) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let out = Command::new(env!("CARGO_BIN_EXE_transfuse"))
         .args(["optimize", "--fusions", "none", "-o"])
         .arg(output)
         .arg(input)

@@ -1,0 +1,188 @@
+//! `transfuse parity MODEL [CANDIDATE]`: do two models (or a model and its recorded outputs)
+//! compute the same thing?
+//!
+//! - With `--inputs DIR` (the ONNX test-data layout `input_N.pb`, `output_N.pb`) and no
+//!   CANDIDATE: MODEL's outputs are compared with the expected `output_N.pb`.
+//! - With CANDIDATE: both run on the same inputs (DIR's, or generated from MODEL's input
+//!   signature, see [`transfuse_parity::inputs`]) and CANDIDATE's outputs are compared with
+//!   MODEL's.
+//!
+//! Prints max absolute and relative error and a verdict per output, top-1 agreement for
+//! classification logits, and on failure the first intermediate value (same name in both
+//! graphs, in MODEL's topological order) whose values diverge. Fails (the binary exits
+//! non-zero) when parity fails. The check itself is [`transfuse_parity::check_files`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use transfuse_ort::{OptimizationLevel, SessionOptions};
+use transfuse_parity::{
+    InputSource, InputSpec, Options, Padding, Report, Runtime, RuntimeKind, Tolerance,
+};
+
+/// Arguments of `transfuse parity`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The reference model.
+    pub model: PathBuf,
+    /// A model that should compute the same as MODEL (for example its optimized version).
+    pub candidate: Option<PathBuf>,
+    /// Inputs (and, without CANDIDATE, expected outputs) in the ONNX test-data layout.
+    #[arg(long, value_name = "DIR")]
+    pub inputs: Option<PathBuf>,
+    /// The runtime that executes the models.
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Reference)]
+    pub runtime: RuntimeKind,
+    /// Batch size of generated inputs.
+    #[arg(long, default_value_t = 2)]
+    pub batch: usize,
+    /// Sequence length of generated text inputs.
+    #[arg(long, default_value_t = 16)]
+    pub seq: usize,
+    /// Seed of generated inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Padding pattern of generated attention masks.
+    #[arg(long, value_enum, default_value_t = Padding::Right)]
+    pub padding: Padding,
+    /// Absolute tolerance.
+    #[arg(long, default_value_t = 1e-4)]
+    pub atol: f64,
+    /// Relative tolerance (added to atol, times |expected|).
+    #[arg(long, default_value_t = 0.0)]
+    pub rtol: f64,
+    /// Write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// ONNX Runtime's own graph optimization level (--runtime ort).
+    #[arg(long, default_value_t = OptimizationLevel::Disabled)]
+    pub ort_opt_level: OptimizationLevel,
+    /// ONNX Runtime intra-op threads (--runtime ort; default: ONNX Runtime's choice).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Runs `transfuse parity`: checks, prints the report, writes the JSON report when asked,
+/// and fails when parity fails.
+pub fn run(args: Args) -> Result<()> {
+    let inputs = match &args.inputs {
+        Some(dir) => InputSource::Directory(dir.clone()),
+        None => InputSource::Generated(InputSpec {
+            batch: args.batch,
+            seq: args.seq,
+            seed: args.seed,
+            padding: args.padding,
+        }),
+    };
+    if args.candidate.is_none() && args.inputs.is_none() {
+        bail!(
+            "nothing to compare with: give a CANDIDATE model, or --inputs DIR with expected outputs"
+        );
+    }
+    let mut ort_options = SessionOptions::default().optimization_level(args.ort_opt_level);
+    ort_options.intra_op_threads = args.threads;
+    let options = Options {
+        inputs,
+        runtime: Runtime {
+            kind: args.runtime,
+            ort: ort_options,
+        },
+        tolerance: Tolerance {
+            atol: args.atol,
+            rtol: args.rtol,
+        },
+        locate_divergence: true,
+    };
+    let report = transfuse_parity::check_files(&args.model, args.candidate.as_deref(), &options)
+        .context("checking parity")?;
+    print_report(&args.model, args.candidate.as_deref(), &report);
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !report.pass {
+        let failed = report.failed_outputs();
+        bail!(
+            "parity failed: {} differ beyond atol {:e}, rtol {:e}",
+            failed.join(", "),
+            args.atol,
+            args.rtol
+        );
+    }
+    Ok(())
+}
+
+/// Prints the report as a table.
+fn print_report(model: &Path, candidate: Option<&Path>, report: &Report) {
+    match candidate {
+        Some(c) => println!(
+            "parity ({}): candidate {} vs model {}",
+            report.runtime,
+            c.display(),
+            model.display()
+        ),
+        None => println!(
+            "parity ({}): {} vs expected outputs",
+            report.runtime,
+            model.display()
+        ),
+    }
+    println!("inputs {}", report.inputs);
+    let width = report
+        .outputs
+        .iter()
+        .map(|o| o.name.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    println!(
+        "{:<width$}  {:>10}  {:>10}  {:>6}  result",
+        "output", "max_abs", "max_rel", "top1"
+    );
+    for o in &report.outputs {
+        let top1 = o
+            .top1_agreement
+            .map_or("-".to_string(), |a| format!("{:.0}%", a * 100.0));
+        let verdict = if o.pass {
+            "pass".to_string()
+        } else {
+            "FAIL".to_string()
+        };
+        let note = o
+            .problem
+            .as_deref()
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default();
+        println!(
+            "{:<width$}  {:>10.3e}  {:>10.3e}  {:>6}  {verdict}{note}",
+            o.name, o.max_abs, o.max_rel, top1
+        );
+    }
+    match report.run_ms.candidate {
+        Some(c) => println!(
+            "run: model {:.1} ms, candidate {:.1} ms",
+            report.run_ms.model, c
+        ),
+        None => println!("run: model {:.1} ms", report.run_ms.model),
+    }
+    if let Some(d) = &report.first_divergence {
+        println!(
+            "first diverging value: '{}' (max_abs {:.3e}, max_rel {:.3e}{}): computed by {} in MODEL, {} in CANDIDATE",
+            d.comparison.name,
+            d.comparison.max_abs,
+            d.comparison.max_rel,
+            d.comparison
+                .problem
+                .as_deref()
+                .map(|p| format!(", {p}"))
+                .unwrap_or_default(),
+            d.model_op,
+            d.candidate_op
+        );
+    } else if let Some(n) = report.shared_values_compared {
+        println!(
+            "no shared intermediate value diverges ({n} compared): the difference arises where the graphs differ, before the outputs"
+        );
+    }
+    println!("{}", if report.pass { "PASS" } else { "FAIL" });
+}
