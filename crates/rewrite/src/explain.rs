@@ -8,15 +8,24 @@
 //! [`Explanation::summary`] (`attention 12/12, norms 25/25, gelu 12/12`); the whole
 //! [`Explanation`] serializes to JSON for the report's `"unfused"` list.
 //!
-//! The diagnosis reads the optimized ONNX graph (its nodes and the shapes its value infos
-//! declare), checking each family's conditions in the order the fusion checks them; where
-//! every structural condition holds it names the remaining proof obligations of the rule.
+//! Attention sites are diagnosed on an e-graph of the optimized model on which the attention
+//! rules ran again (the same analysis and lifting rules as [`crate::optimize`]): the first
+//! missing stage of `Scores -> Probs -> fused op` and the condition of it that fails (an
+//! unknown shape, a query that is not a head split, a bias not proven to broadcast). Norm
+//! and GELU sites are diagnosed on the ONNX graph (nodes, declared shapes), their conditions
+//! checked in the order the fusions check them; where every structural one holds, the
+//! reason names the rule's remaining proof obligations.
 
 use std::collections::HashMap;
 use std::fmt;
 
+use egg::{Id, Runner, SimpleScheduler};
 use serde::Serialize;
 use transfuse_ir::{Dim, Graph, Model, Node};
+
+use crate::analysis::{EGraph, OnnxAnalysis};
+use crate::lang::Onnx;
+use crate::options::{FusionSet, RunnerLimits};
 
 /// One site left unfused.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -92,11 +101,26 @@ const FAMILIES: &[(&str, &[&str])] = &[
 pub fn explain(optimized: &Model) -> Explanation {
     let graph = &optimized.graph;
     let facts = GraphFacts::new(graph);
+    let has_softmax = graph.nodes.iter().any(|n| n.op_type == "Softmax");
+    let attention = if has_softmax {
+        attention_egraph(optimized)
+    } else {
+        None
+    };
     let unfused: Vec<UnfusedSite> = graph
         .nodes
         .iter()
         .filter(|n| n.is_onnx())
-        .filter_map(|n| diagnose(&facts, n))
+        .filter_map(|n| {
+            let mut found = diagnose(&facts, n)?;
+            if let (Some((eg, names)), "Softmax") = (&attention, n.op_type.as_str()) {
+                let class = |v: Option<&String>| v.and_then(|v| names.get(v.as_str())).copied();
+                if let (Some(s), Some(x)) = (class(n.outputs.first()), class(n.inputs.first())) {
+                    found.reason = crate::fusions::diagnose_attention(eg, s, x);
+                }
+            }
+            Some(found)
+        })
         .collect();
     let coverage = FAMILIES
         .iter()
@@ -115,6 +139,33 @@ pub fn explain(optimized: &Model) -> Explanation {
         })
         .collect();
     Explanation { unfused, coverage }
+}
+
+/// `optimized` as an e-graph on which the attention rules ran, with the class of each value
+/// name. `None` when the model cannot be imported or is over the node limit (the sites then
+/// keep their graph-level reasons).
+fn attention_egraph(optimized: &Model) -> Option<(EGraph, HashMap<String, Id>)> {
+    let limits = RunnerLimits::default();
+    if optimized.graph.nodes.len() > limits.max_graph_nodes {
+        return None;
+    }
+    let set: FusionSet = "attention".parse().ok()?;
+    let rules = crate::fusions::rules_for(&set).ok()?;
+    let (egraph, imported) = crate::import::import(optimized).ok()?;
+    let runner = Runner::<Onnx, OnnxAnalysis>::default()
+        .with_egraph(egraph)
+        .with_node_limit(limits.node_limit)
+        .with_iter_limit(limits.iter_limit)
+        .with_time_limit(limits.time_limit)
+        .with_scheduler(SimpleScheduler)
+        .run(&rules);
+    let eg = runner.egraph;
+    let names = imported
+        .names
+        .into_iter()
+        .map(|(n, id)| (n, eg.find(id)))
+        .collect();
+    Some((eg, names))
 }
 
 /// Producers, consumers and declared shapes of a graph's values.

@@ -262,7 +262,7 @@ fn a_bias_broadcasting_to_the_scores_fuses_and_matches() {
 }
 
 #[test]
-fn a_bias_not_proven_to_broadcast_does_not_fuse_and_is_explained() {
+fn a_bias_of_unknown_shape_does_not_fuse_and_is_explained() {
     let unknown = [Dim::Unknown, Dim::Unknown, Dim::Known(8), Dim::Known(8)];
     let model = biased_layer(&unknown);
     let out = fused(&model);
@@ -280,7 +280,7 @@ fn a_bias_not_proven_to_broadcast_does_not_fuse_and_is_explained() {
         (site.family, site.rule, site.op.as_str()),
         ("attention", "attention", "Softmax")
     );
-    assert!(site.reason.contains("broadcasting"), "{sites:?}");
+    assert!(site.reason.contains("shape is unknown"), "{sites:?}");
     assert_eq!(explanation.summary(), "attention 0/1, norms 0/0, gelu 0/0");
 }
 
@@ -318,4 +318,32 @@ fn a_mean_over_a_middle_axis_is_explained() {
         "{lines:?}"
     );
     assert_eq!(explanation.summary(), "attention 0/0, norms 0/1, gelu 0/0");
+}
+
+/// RoFormer's rotary position embeddings are not fused, so its attention is not either: the
+/// explanation names each Softmax and the query that is not a head split.
+#[test]
+fn roformer_attention_is_explained() {
+    for name in [
+        "roformer_eager_ts_op14",
+        "roformer_eager_ts_op17",
+        "roformer_eager_dynamo_op18",
+    ] {
+        let model = load(name);
+        let out = fused(&model);
+        let explanation = explain(&out);
+        let sites: Vec<&transfuse_rewrite::UnfusedSite> = explanation
+            .unfused
+            .iter()
+            .filter(|s| s.family == "attention")
+            .collect();
+        assert_eq!(sites.len(), count(&model, "Softmax"), "{name}: {sites:?}");
+        for site in sites {
+            assert!(
+                site.reason.contains("is not a proven head split")
+                    && site.reason.contains("rotary"),
+                "{name}: {site}"
+            );
+        }
+    }
 }

@@ -18,10 +18,13 @@
 
 mod bias;
 mod canonical;
+mod diagnose;
 mod key_padding;
 mod lift;
 mod mapping;
 mod mask;
+
+pub(crate) use diagnose::diagnose;
 
 use crate::error::RewriteError;
 use crate::rule::Rewrite;
