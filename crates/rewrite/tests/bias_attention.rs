@@ -203,13 +203,29 @@ fn fused_t5_matches_the_original_in_onnx_runtime() {
 }
 
 /// One unscaled attention layer on `x [2, 8, 32]` (4 heads) whose scores get
-/// `(Q·Kᵀ + bias) + mask`, `bias` a graph input of dims `bias_dims`, `mask` `[2, 1, 1, 8]`.
+/// `(Q·Kᵀ + bias) + mask`, `mask` `[2, 1, 1, 8]` and `bias` a graph input of dims
+/// `bias_dims` or, when there are none, a learned `[15, 4]` table gathered by a fixed
+/// `[8, 8]` index of relative positions and moved to `[4, 8, 8]` (Swin's spelling).
 fn biased_layer(bias_dims: &[Dim]) -> Model {
     let (h, n, d) = (32i64, 4i64, 8i64);
     let mut b = Builder::new("biased_attention", 17, 11);
     let known = |v: &[i64]| v.iter().map(|&x| Dim::Known(x)).collect::<Vec<_>>();
     let x = b.input("x", DataType::Float, &known(&[2, 8, h]));
-    let bias = b.input("bias", DataType::Float, bias_dims);
+    let bias = if bias_dims.is_empty() {
+        let table = b.random_f32("table", &[15, n], 1.0);
+        let relative: Vec<i64> = (0..8i64)
+            .flat_map(|i| (0..8i64).map(move |j| i - j + 7))
+            .collect();
+        let index = b.init_i64("index", &[8, 8], &relative);
+        let gathered = b.op(
+            "Gather",
+            &[&table, &index],
+            vec![("axis", AttrValue::Int(0))],
+        );
+        b.transpose(&gathered, &[2, 0, 1])
+    } else {
+        b.input("bias", DataType::Float, bias_dims)
+    };
     let mask = b.input("mask", DataType::Float, &known(&[2, 1, 1, 8]));
     let split = b.const_i64s(&[2, 8, n, d]);
     let head = |b: &mut Builder, hint: &str| {
