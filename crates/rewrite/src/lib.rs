@@ -34,6 +34,8 @@
 //!   with an op newer than the model's opset is raised to it only where every op means the
 //!   same, else made without that op; created values get `value_info`.
 //! - [`Report`]: op counts before and after, and the fused ops the run created.
+//! - [`explain()`]: the sites left unfused in an optimized graph, each with the closest rule
+//!   and the first failing condition, and found/fused counts per family.
 //!
 //! # How to add a fusion
 //! 1. Create `src/fusions/<name>.rs` with `pub fn rules() -> Result<Vec<Rewrite>, RewriteError>`
@@ -62,6 +64,7 @@
 
 mod analysis;
 mod error;
+pub mod explain;
 mod extract;
 pub mod fusions;
 mod import;
@@ -84,6 +87,7 @@ use transfuse_ir::Model;
 pub use analysis::{ClassData, EGraph, OnnxAnalysis, ValueFacts};
 pub use egg::Id;
 pub use error::RewriteError;
+pub use explain::{Explanation, FamilyCoverage, UnfusedSite, explain};
 pub use fusions::{FUSIONS, Fusion};
 pub use lang::{AttrVal, INTERNAL_DOMAIN, Onnx, OpNode, TensorId};
 pub use options::{FusionSet, OptimizeOptions, RunnerLimits};

@@ -9,6 +9,7 @@ use crate::options::FusionSet;
 use crate::rule::Rewrite;
 
 mod attention;
+pub(crate) use attention::diagnose as diagnose_attention;
 mod biasgelu;
 mod embed_layer_norm;
 mod fastgelu;
