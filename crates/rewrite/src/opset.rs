@@ -100,7 +100,7 @@ fn count(model: &Model, op: &str) -> usize {
         .graph
         .nodes
         .iter()
-        .filter(|n| n.op_type == op && (n.domain.is_empty() || n.domain == "ai.onnx"))
+        .filter(|n| n.op_type == op && crate::lang::is_default_domain(&n.domain))
         .count()
 }
 
@@ -112,7 +112,7 @@ pub fn can_raise(model: &Model, from: i64, to: i64) -> bool {
         return false;
     }
     model.graph.nodes.iter().all(|n| {
-        let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
+        let default_domain = crate::lang::is_default_domain(&n.domain);
         let subgraph = n
             .attributes
             .iter()
@@ -128,7 +128,7 @@ pub fn can_raise(model: &Model, from: i64, to: i64) -> bool {
 /// Imports the default domain at `version` (and IR version 8, which opset 17 needs, at least).
 fn raise(model: &mut Model, version: i64) {
     for import in &mut model.opset_imports {
-        if import.domain.is_empty() || import.domain == "ai.onnx" {
+        if crate::lang::is_default_domain(&import.domain) {
             import.version = import.version.max(version);
         }
     }

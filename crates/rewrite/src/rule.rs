@@ -13,7 +13,7 @@ use transfuse_ir::DataType;
 
 use crate::analysis::{ClassData, EGraph, OnnxAnalysis};
 use crate::error::RewriteError;
-use crate::lang::{Onnx, OpNode};
+use crate::lang::{Onnx, OpNode, TensorId, is_default_domain};
 use crate::symbolic::{Shape, SymDim};
 
 /// A rewrite rule of this crate.
@@ -125,6 +125,29 @@ impl fmt::Debug for AnyOf {
 
 /// A named rule: any of `patterns` (s-expressions over ops, see [`crate::lang`]) searched
 /// by egg, then `apply` checks the conditions and builds the replacement.
+/// The `com.microsoft` domain, where ONNX Runtime's fused ops live.
+pub const MS: &str = transfuse_ir::MS_DOMAIN;
+
+/// ONNX `LayerNormalization`'s `epsilon` when the attribute is absent (also the default the
+/// fused layer norms are given).
+pub const LN_DEFAULT_EPSILON: f32 = 1e-5;
+
+/// The tensor id of a constant leaf in class `id`.
+pub fn const_tensor(eg: &EGraph, id: Id) -> Option<TensorId> {
+    eg[id].nodes.iter().find_map(|n| match n {
+        Onnx::Const(t) => Some(*t),
+        _ => None,
+    })
+}
+
+/// The default-domain (ONNX) e-nodes of class `id` with their children.
+pub fn onnx_nodes(eg: &EGraph, id: Id) -> impl Iterator<Item = (&OpNode, &[Id])> {
+    eg[id].nodes.iter().filter_map(|n| match n {
+        Onnx::Op(d, c) if is_default_domain(d.domain.as_str()) => Some((d, c.as_slice())),
+        _ => None,
+    })
+}
+
 pub fn rule(
     name: &str,
     patterns: &[&str],

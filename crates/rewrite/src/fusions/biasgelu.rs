@@ -11,7 +11,7 @@ use crate::error::RewriteError;
 use crate::lang::OpNode;
 use crate::rule::{Match, Rewrite, add_op, has_matmul, is_channel_vector, rule};
 
-const MS: &str = transfuse_ir::MS_DOMAIN;
+use crate::rule::MS;
 
 fn bias_gelu(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     let (a, b) = (m.get("?a")?, m.get("?b")?);

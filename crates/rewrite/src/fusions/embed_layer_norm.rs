@@ -14,30 +14,20 @@
 //! ids) are not `0..S-1` and stay unfused. Invalid ids differ: ONNX `Gather` accepts
 //! negative ids, the fused op rejects them (see `docs/attention-forms.md`).
 
+use crate::rule::{LN_DEFAULT_EPSILON, const_tensor};
 use egg::Id;
 use transfuse_ir::{DataType, MS_DOMAIN};
 
 use crate::analysis::EGraph;
 use crate::error::RewriteError;
-use crate::lang::{AttrVal, F32Bits, Onnx, OpNode, TensorId};
+use crate::lang::{AttrVal, F32Bits, Onnx, OpNode};
 use crate::rule::{
     Match, Rewrite, absent, add_f32, add_op, data, dtype, is_channel_vector, ops, rule, same, shape,
 };
 use crate::symbolic::SymDim;
 
-/// Epsilon default of ONNX `LayerNormalization`.
-const LN_DEFAULT_EPSILON: f32 = 1e-5;
-
 /// How deep the `Add` tree of the embedding sum may be (three terms need two levels).
 const MAX_SUM_DEPTH: usize = 3;
-
-/// The tensor id of a constant leaf in class `id`.
-fn const_tensor(eg: &EGraph, id: Id) -> Option<TensorId> {
-    eg[id].nodes.iter().find_map(|n| match n {
-        Onnx::Const(t) => Some(*t),
-        _ => None,
-    })
-}
 
 /// `(table, indices)` of each term when class `id` is a sum of `Gather(table, indices,
 /// axis 0)` terms (a single gather is a one-term sum).

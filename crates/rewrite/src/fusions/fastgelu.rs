@@ -21,7 +21,7 @@ use crate::rule::{
     same_shape, scalar, scalar_near, shape,
 };
 
-const MS: &str = transfuse_ir::MS_DOMAIN;
+use crate::rule::MS;
 const REL: f64 = 1e-5;
 /// sqrt(2 / pi).
 const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;

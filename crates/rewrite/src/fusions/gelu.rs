@@ -13,7 +13,7 @@ use crate::rule::{
     Match, Rewrite, add_op, is_float, near, ops, rule, same, same_shape, scalar_near, scale_of,
 };
 
-const MS: &str = transfuse_ir::MS_DOMAIN;
+use crate::rule::MS;
 
 /// Tolerance on the exporters' f32 constants.
 const REL: f64 = 1e-5;

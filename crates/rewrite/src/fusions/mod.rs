@@ -37,7 +37,7 @@ pub struct Fusion {
     pub rules: fn() -> Result<Vec<Rewrite>, RewriteError>,
 }
 
-const MS: &str = transfuse_ir::MS_DOMAIN;
+use crate::rule::MS;
 
 /// Every fusion, in the order they are documented.
 pub const FUSIONS: &[Fusion] = &[

@@ -10,7 +10,7 @@ use crate::error::RewriteError;
 use crate::lang::{AttrVal, F32Bits, OpNode};
 use crate::rule::{Match, Rewrite, add_op, is_float, rule, same, same_shape, scale_of};
 
-const MS: &str = transfuse_ir::MS_DOMAIN;
+use crate::rule::MS;
 
 fn quick_gelu(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     let (x, t) = (m.get("?x")?, m.get("?t")?);

@@ -125,7 +125,13 @@ fn scaled(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
                 && node.outputs == 1
                 && node.attr_int("axis").unwrap_or(-1) == -1
                 && data(eg, c[1]).uniform.as_ref().and_then(|u| u.as_f64()) == Some(1.0);
-            unit.then(|| (c[0], node.attr_float("epsilon").unwrap_or(1e-5)))
+            unit.then(|| {
+                (
+                    c[0],
+                    node.attr_float("epsilon")
+                        .unwrap_or(crate::rule::LN_DEFAULT_EPSILON),
+                )
+            })
         })
     });
     let (x, eps) = found?;
@@ -133,7 +139,7 @@ fn scaled(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     Some(add_op(eg, rms_norm(eps), vec![x, g]))
 }
 
-const MS: &str = transfuse_ir::MS_DOMAIN;
+use crate::rule::MS;
 
 /// The `SimplifiedLayerNormalization` e-nodes of class `c`: the internal ones this fusion
 /// adds and ONNX-domain ones from the input.
@@ -159,7 +165,13 @@ fn skip(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
             && n.attr_int("axis").unwrap_or(-1) == -1
             && same(eg, c[1], g)
             && binary(eg, c[0], "Add").any(|(x, y)| same(eg, x, a) && same(eg, y, b));
-        fits.then(|| (n.attr_float("epsilon").unwrap_or(1e-5), c[0]))
+        fits.then(|| {
+            (
+                n.attr_float("epsilon")
+                    .unwrap_or(crate::rule::LN_DEFAULT_EPSILON),
+                c[0],
+            )
+        })
     })?;
     let hidden = shape(eg, a).and_then(|s| match s.as_slice() {
         [_, _, h] => h.as_known(),

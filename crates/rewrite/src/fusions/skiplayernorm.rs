@@ -19,10 +19,9 @@ use crate::rule::{
     rule, same, same_shape, shape,
 };
 
-const MS: &str = transfuse_ir::MS_DOMAIN;
+use crate::rule::MS;
 
-/// Epsilon default of ONNX `LayerNormalization`.
-const LN_DEFAULT_EPSILON: f32 = 1e-5;
+use crate::rule::LN_DEFAULT_EPSILON;
 
 /// True when `eps` may be written into a com.microsoft layer norm (`SkipLayerNormalization`,
 /// `EmbedLayerNormalization`): ONNX Runtime refuses to load one whose epsilon fails

@@ -20,9 +20,10 @@
 use egg::Id;
 use transfuse_ir::{DataType, Tensor};
 
-use super::mask::{all_true, onnx_nodes};
+use super::mask::all_true;
 use crate::analysis::EGraph;
 use crate::lang::{AttrVal, Onnx, OpNode};
+use crate::rule::onnx_nodes;
 use crate::rule::{add_i64_vector, add_op, data, dtype, same, shape};
 use crate::symbolic::{Shape, SymDim};
 

@@ -9,6 +9,7 @@
 //! original guards Softmax with `Where(IsNaN(P), 0, P)`, the fused graph keeps that guard's
 //! semantics exactly (see [`nan_guard`] and `docs/fusions.md`, "The NaN guard").
 
+use crate::rule::const_tensor;
 use std::sync::Arc;
 
 use egg::Id;
@@ -45,14 +46,6 @@ struct Linear {
     x: Id,
     weight: TensorId,
     bias: Option<TensorId>,
-}
-
-/// The tensor id of a constant leaf in class `id`.
-fn const_tensor(eg: &EGraph, id: Id) -> Option<TensorId> {
-    eg[id].nodes.iter().find_map(|n| match n {
-        Onnx::Const(t) => Some(*t),
-        _ => None,
-    })
 }
 
 fn tensor_dims(eg: &EGraph, t: TensorId) -> Option<Vec<i64>> {

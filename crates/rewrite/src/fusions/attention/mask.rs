@@ -4,11 +4,11 @@
 //! the same value), so a class that gains members later only makes more proofs succeed.
 //! Proofs recurse through the few ops mask subgraphs use, to a fixed depth.
 
+use crate::rule::onnx_nodes;
 use egg::Id;
 use transfuse_ir::DataType;
 
 use crate::analysis::EGraph;
-use crate::lang::{Onnx, OpNode};
 use crate::rule::{data, dtype};
 
 /// How deep a proof may look (mask subgraphs are a handful of nodes deep).
@@ -24,17 +24,6 @@ const VALUE_PRESERVING: &[&str] = &[
     "Transpose",
     "Identity",
 ];
-
-/// The ONNX-domain e-nodes of class `id` with their children (shared by the mask proofs
-/// here and in `key_padding.rs`).
-pub(super) fn onnx_nodes(eg: &EGraph, id: Id) -> impl Iterator<Item = (&OpNode, &[Id])> {
-    eg[id].nodes.iter().filter_map(|n| match n {
-        Onnx::Op(d, c) if d.domain.as_str().is_empty() || d.domain.as_str() == "ai.onnx" => {
-            Some((d, c.as_slice()))
-        }
-        _ => None,
-    })
-}
 
 fn uniform_number(eg: &EGraph, id: Id) -> Option<f64> {
     data(eg, id).uniform.as_ref()?.as_f64()
