@@ -38,24 +38,32 @@
 //!   and the first failing condition, and found/fused counts per family.
 //!
 //! # How to add a fusion
-//! 1. Create `src/fusions/<name>.rs` with `pub fn rules() -> Result<Vec<Rewrite>, RewriteError>`
-//!    built from [`rule::rule`]`(name, &[patterns], applier)`. Patterns are s-expressions over
-//!    op types (`"(MatMul ?a ?b)"`, `ms:` for com.microsoft, `internal:` for
+//! The files it takes, and the test that catches a missing one:
+//! 1. `src/fusions/<name>.rs`: `pub fn rules() -> Result<Vec<Rewrite>, RewriteError>` built
+//!    from [`rule::rule`]`(name, &[patterns], applier)`. Patterns are s-expressions over op
+//!    types (`"(MatMul ?a ?b)"`, `ms:` for com.microsoft, `internal:` for
 //!    [`INTERNAL_DOMAIN`]); an op in a pattern matches any attributes. The applier receives
 //!    the e-graph and a [`rule::Match`] (`m.get("?a")`, `m.root`), checks its conditions
 //!    with the queries of [`rule`] (constant values, shapes, dtypes, the attributes of the
-//!    e-nodes in a class via [`rule::ops`]) and returns the id of the replacement (built
-//!    with [`rule::add_op`] and [`OpNode::new`]`(..).with_attr(..)`), or `None`.
-//! 2. Register it in [`FUSIONS`] (`src/fusions/mod.rs`): name, summary, the `(domain, op)`
-//!    pairs it emits, the fusions whose results its patterns start from (`needs`).
-//! 3. Canonical intermediate forms: a rule may add an e-node of [`INTERNAL_DOMAIN`] (for
-//!    example `internal:HeadSplit`) to the class of the structure it recognized; other rules
-//!    match on it; a final rule puts the real ONNX Runtime node in the same class. Internal
-//!    ops are never extracted, so a half-recognized structure costs nothing.
-//! 4. If a new op needs facts (shape, dtype) that inference does not know, add it to
-//!    `src/infer/shape.rs` (and its table in `src/infer/tests.rs`).
-//! 5. Tests: one where the fusion fires and one where it must not (see `tests/`), and a
-//!    parity check of the fused graph against the original.
+//!    e-nodes in a class via [`rule::ops`]) and returns the id of the replacement (built with
+//!    [`rule::add_op`] and [`OpNode::new`]`(..).with_attr(..)`), or `None`. Shared pieces
+//!    ([`rule::MS`], [`rule::LN_DEFAULT_EPSILON`], [`rule::const_tensor`],
+//!    [`rule::onnx_nodes`]) are in [`rule`].
+//! 2. One entry in [`FUSIONS`] (`src/fusions/mod.rs`, with the `mod` line): name, summary,
+//!    the `(domain, op)` pairs it emits, the fusions its patterns start from (`needs`). The
+//!    report, the bench's op columns and the command line read the registry; nothing else
+//!    lists fused op types.
+//! 3. `tests/<name>.rs`: one case where the fusion fires and one where it must not, and
+//!    parity of the fused graph against the original (`transfuse-parity`).
+//! 4. Docs: the fusion and each rule name in `docs/fusions.md`; an op it emits that the
+//!    interpreter lacks needs a kernel in `crates/interp/src/ops/` (registered in its table)
+//!    and a row in `docs/interpreter.md`. `tests/registry.rs` fails on each one missing.
+//!
+//! Canonical intermediate forms: a rule may add an e-node of [`INTERNAL_DOMAIN`] (for example
+//! `internal:HeadSplit`) to the class of the structure it recognized; other rules match on
+//! it; a final rule puts the real ONNX Runtime node in the same class. Internal ops are never
+//! extracted, so a half-recognized structure costs nothing. If a rule needs facts (shape,
+//! dtype) that inference lacks for an op, add them in `src/infer/` with a row in its tables.
 //!
 //! Conditions must read analysis facts, not the syntax of the match: an e-class can gain
 //! members later, and each rule is re-run every iteration (so appliers must be idempotent:

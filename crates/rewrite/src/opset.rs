@@ -105,7 +105,7 @@ fn count(model: &Model, op: &str) -> usize {
 }
 
 /// True when every op of `model` (at default-domain opset `from`) means the same at `to`:
-/// `from` is at least [`MIN_RAISABLE_OPSET`], no op of [`SEMANTIC_CHANGES`] changed in
+/// `from` is at least 13 (`MIN_RAISABLE_OPSET`), no op of the table `SEMANTIC_CHANGES` changed in
 /// `(from, to]`, and no node has a subgraph (whose ops would need the same check).
 pub fn can_raise(model: &Model, from: i64, to: i64) -> bool {
     if from < MIN_RAISABLE_OPSET {

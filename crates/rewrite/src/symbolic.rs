@@ -196,7 +196,7 @@ impl Scalar {
     }
 }
 
-/// A small constant tensor (at most [`MAX_CONST_ELEMS`] elements), row-major.
+/// A small constant tensor (at most `MAX_CONST_ELEMS` (64) elements), row-major.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ConstValue {
     /// Shape.
