@@ -1,0 +1,209 @@
+//! `optimize --verify`: before anything is written, the original and the optimized model run
+//! in the reference interpreter on generated inputs and every output is compared (the
+//! parity crate's check). On a difference nothing is written and the error names the first
+//! diverging value and the fusion whose op computed it.
+//!
+//! Inputs: text models run once per mask pattern (right, left and hole padding: one row of
+//! sequence [`SEQ`] each); models with float inputs run on inputs at their size, and again
+//! with the inputs scaled to overflow `f32` in attention scores (an overflowing original
+//! yields NaN or infinities, which the optimized model must reproduce: NaN matches NaN).
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use transfuse_ir::{Model, Tensor};
+use transfuse_parity::inputs::{InputRole, classify_inputs};
+use transfuse_parity::{InputSource, InputSpec, Options, Padding, Runtime, Tolerance};
+
+use crate::Mismatch;
+
+/// Sequence length of the generated text inputs.
+pub const SEQ: usize = 16;
+
+/// The tolerance of the comparison: the parity check's default (absolute 1e-4, see
+/// `docs/parity.md`).
+pub const TOLERANCE: Tolerance = Tolerance::absolute(1e-4);
+
+/// Factor applied to float inputs in the overflow case.
+const OVERFLOW_SCALE: f32 = 1e30;
+
+/// One set of inputs and its verdict.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// What the inputs were.
+    pub name: String,
+    /// The largest absolute difference over all outputs.
+    pub max_abs: f64,
+}
+
+/// A passed (or skipped) verification.
+#[derive(Clone, Debug)]
+pub struct Verification {
+    /// The cases run.
+    pub cases: Vec<Case>,
+    /// Wall time, in milliseconds.
+    pub ms: f64,
+    /// Why nothing was compared, when the original cannot run in the reference interpreter.
+    pub skipped: Option<String>,
+}
+
+/// Runs `original` and `optimized` on the generated cases and compares their outputs.
+/// Returns a [`Mismatch`] error naming the first diverging value and the fusion that
+/// produced it when they differ, another error when a model cannot run.
+pub fn verify(original: &Model, optimized: &Model) -> Result<Verification> {
+    let start = Instant::now();
+    let roles = classify_inputs(original).context("verifying: reading the input signature")?;
+    let text = roles
+        .iter()
+        .any(|(_, r)| matches!(r, InputRole::TokenIds { .. } | InputRole::Mask));
+    let float = roles.iter().any(|(_, r)| matches!(r, InputRole::Float));
+    let spec = |padding| InputSpec {
+        batch: 1,
+        seq: SEQ,
+        seed: 0,
+        padding,
+    };
+    let mut cases: Vec<(String, InputSource)> = Vec::new();
+    if text {
+        for (name, padding) in [
+            ("right padding", Padding::Right),
+            ("left padding", Padding::Left),
+            ("hole padding", Padding::Holes),
+        ] {
+            cases.push((
+                format!("seq {SEQ}, {name}"),
+                InputSource::Generated(spec(padding)),
+            ));
+        }
+    } else {
+        cases.push(("generated inputs".to_string(), InputSource::Generated(spec(Padding::None))));
+    }
+    if float {
+        let inputs = transfuse_parity::generate_inputs(original, &spec(Padding::None))
+            .context("verifying: generating inputs")?;
+        let scaled = inputs
+            .into_iter()
+            .map(|t| scale_floats(t, OVERFLOW_SCALE))
+            .collect();
+        cases.push((
+            format!("float inputs x {OVERFLOW_SCALE:e} (overflow)"),
+            InputSource::Given(scaled),
+        ));
+    }
+    let mut done = Vec::new();
+    for (name, inputs) in cases {
+        let options = Options {
+            inputs,
+            runtime: Runtime::reference(),
+            tolerance: TOLERANCE,
+            locate_divergence: true,
+        };
+        let report = match transfuse_parity::check(original, optimized, &options) {
+            Ok(report) => report,
+            Err(e) => return unrunnable(original, &options.inputs, &name, e, start),
+        };
+        if !report.pass {
+            return Err(mismatch(optimized, &name, &report).into());
+        }
+        done.push(Case {
+            name,
+            max_abs: report.max_abs(),
+        });
+    }
+    Ok(Verification {
+        cases: done,
+        ms: start.elapsed().as_secs_f64() * 1e3,
+        skipped: None,
+    })
+}
+
+/// A check that could not run: when the original itself does not run in the reference
+/// interpreter (an op it lacks), verification is skipped with the reason; when only the
+/// optimized model fails, that is a [`Mismatch`].
+fn unrunnable(
+    original: &Model,
+    inputs: &InputSource,
+    case: &str,
+    error: transfuse_parity::ParityError,
+    start: Instant,
+) -> Result<Verification> {
+    let tensors = match inputs {
+        InputSource::Generated(spec) => transfuse_parity::generate_inputs(original, spec),
+        InputSource::Given(t) => Ok(t.clone()),
+        InputSource::Directory(_) => return Err(error).context("verifying"),
+    };
+    let original_runs = tensors
+        .and_then(|t| transfuse_parity::run_model(original, &t, &Runtime::reference()))
+        .map_err(|e| e.to_string());
+    match original_runs {
+        Err(reason) => Ok(Verification {
+            cases: Vec::new(),
+            ms: start.elapsed().as_secs_f64() * 1e3,
+            skipped: Some(format!(
+                "the reference interpreter cannot run the original ({reason})"
+            )),
+        }),
+        Ok(_) => Err(Mismatch(format!(
+            "verification failed ({case}): the optimized model does not run where the original does: {error}; nothing written (--no-verify skips the check)"
+        ))
+        .into()),
+    }
+}
+
+/// `t` with every f32 element multiplied by `factor`; other types unchanged.
+fn scale_floats(t: Tensor, factor: f32) -> Tensor {
+    match t.to_f32_vec() {
+        Ok(values) if t.dtype == transfuse_ir::DataType::Float => {
+            let scaled: Vec<f32> = values.iter().map(|v| v * factor).collect();
+            Tensor::from_f32(t.name.clone(), t.dims.clone(), &scaled)
+        }
+        _ => t,
+    }
+}
+
+/// The error for a failed case: the first diverging value, the op of the optimized model
+/// that computed it, and the fusion that emits that op.
+fn mismatch(optimized: &Model, case: &str, report: &transfuse_parity::Report) -> Mismatch {
+    let (value, comparison) = match &report.first_divergence {
+        Some(d) => (d.comparison.name.clone(), &d.comparison),
+        None => match report.outputs.iter().find(|o| !o.pass) {
+            Some(o) => (o.name.clone(), o),
+            None => {
+                return Mismatch(format!(
+                    "verification failed ({case}); nothing written"
+                ));
+            }
+        },
+    };
+    let producer = optimized
+        .graph
+        .nodes
+        .iter()
+        .find(|n| n.outputs.iter().any(|o| *o == value));
+    let by = match producer {
+        Some(node) => {
+            let fusion = transfuse_rewrite::FUSIONS
+                .iter()
+                .find(|f| {
+                    f.emits
+                        .iter()
+                        .any(|(d, op)| *d == node.domain && *op == node.op_type)
+                })
+                .map_or_else(
+                    || "no fusion emits it: a rewrite upstream changed its inputs".to_string(),
+                    |f| format!("fusion '{}'", f.name),
+                );
+            format!("computed by {} '{}' ({fusion})", node.op_type, node.name)
+        }
+        None => "not computed by a node".to_string(),
+    };
+    Mismatch(format!(
+        "verification failed ({case}): '{value}' differs (max abs {:.3e}{}), {by}; nothing written (--no-verify skips the check)",
+        comparison.max_abs,
+        comparison
+            .problem
+            .as_deref()
+            .map(|p| format!(", {p}"))
+            .unwrap_or_default(),
+    ))
+}
