@@ -117,7 +117,10 @@ pub fn run(args: Args) -> Result<()> {
         }
         Some(v)
     };
-    mark_producer(&mut optimized, &model);
+    if !fusions.is_empty() {
+        // `--fusions none` writes the model exactly as loaded (a faithful baseline).
+        mark_producer(&mut optimized, &model);
+    }
     drop(model);
 
     // Everything that can fail runs before the first file is written.
