@@ -30,6 +30,8 @@ fn install_signal_handlers() {
                 }
             });
         }
-        Err(e) => eprintln!("warning: cannot handle interrupts ({e}); an interrupted save may leave temporary files"),
+        Err(e) => eprintln!(
+            "warning: cannot handle interrupts ({e}); an interrupted save may leave temporary files"
+        ),
     }
 }

@@ -225,7 +225,9 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 fn mark_producer(optimized: &mut Model, original: &Model) {
     let mut set = |key: &str, value: &str| {
         optimized.metadata_props.retain(|(k, _)| k != key);
-        optimized.metadata_props.push((key.to_string(), value.to_string()));
+        optimized
+            .metadata_props
+            .push((key.to_string(), value.to_string()));
     };
     if !original.producer_name.is_empty() && original.producer_name != "transfuse" {
         set("original_producer", &original.producer_name);
@@ -308,7 +310,10 @@ fn summary(
     );
     match verification {
         Some(v) if v.skipped.is_some() => {
-            let _ = writeln!(s, "  not verified: the reference interpreter cannot run the original");
+            let _ = writeln!(
+                s,
+                "  not verified: the reference interpreter cannot run the original"
+            );
         }
         Some(v) => {
             let _ = writeln!(

@@ -64,8 +64,9 @@ pub fn verify(original: &Model, optimized: &Model) -> Result<Verification> {
     let mut cases: Vec<(String, InputSource)> = Vec::new();
     if text {
         // One batch, one mask pattern per row: one run of each model covers all three.
-        let mut inputs = transfuse_parity::generate_inputs(original, &spec(PATTERNS.len(), Padding::Right))
-            .context("verifying: generating inputs")?;
+        let mut inputs =
+            transfuse_parity::generate_inputs(original, &spec(PATTERNS.len(), Padding::Right))
+                .context("verifying: generating inputs")?;
         for (name, role) in &roles {
             if *role == InputRole::Mask {
                 if let Some(t) = inputs.iter_mut().find(|t| t.name == *name) {
@@ -161,16 +162,23 @@ fn patterned_mask(t: &Tensor) -> Tensor {
     let dims = t.dims.clone();
     let name = t.name.clone();
     match t.dtype {
-        DataType::Int64 => {
-            Tensor::from_i64(name, dims, &mask.iter().map(|&m| i64::from(m)).collect::<Vec<_>>())
-        }
-        DataType::Int32 => {
-            Tensor::from_i32(name, dims, &mask.iter().map(|&m| i32::from(m)).collect::<Vec<_>>())
-        }
+        DataType::Int64 => Tensor::from_i64(
+            name,
+            dims,
+            &mask.iter().map(|&m| i64::from(m)).collect::<Vec<_>>(),
+        ),
+        DataType::Int32 => Tensor::from_i32(
+            name,
+            dims,
+            &mask.iter().map(|&m| i32::from(m)).collect::<Vec<_>>(),
+        ),
         DataType::Float => Tensor::from_f32(
             name,
             dims,
-            &mask.iter().map(|&m| f32::from(u8::from(m))).collect::<Vec<_>>(),
+            &mask
+                .iter()
+                .map(|&m| f32::from(u8::from(m)))
+                .collect::<Vec<_>>(),
         ),
         DataType::Bool => Tensor::from_bool(name, dims, &mask),
         _ => t.clone(),
@@ -185,9 +193,7 @@ fn mismatch(optimized: &Model, case: &str, report: &transfuse_parity::Report) ->
         None => match report.outputs.iter().find(|o| !o.pass) {
             Some(o) => (o.name.clone(), o),
             None => {
-                return Mismatch(format!(
-                    "verification failed ({case}); nothing written"
-                ));
+                return Mismatch(format!("verification failed ({case}); nothing written"));
             }
         },
     };

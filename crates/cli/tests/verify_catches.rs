@@ -44,7 +44,11 @@ fn a_wrong_rule_is_caught_and_named() {
     );
     let err = verify(&model, &broken).unwrap_err();
     let mismatch = err.downcast_ref::<Mismatch>().unwrap();
-    assert!(mismatch.0.starts_with("verification failed"), "{}", mismatch.0);
+    assert!(
+        mismatch.0.starts_with("verification failed"),
+        "{}",
+        mismatch.0
+    );
     assert!(mismatch.0.contains("FastGelu"), "{}", mismatch.0);
     assert!(mismatch.0.contains("fusion 'fastgelu'"), "{}", mismatch.0);
 }
@@ -55,6 +59,6 @@ fn faithful_fusions_pass() {
         let model = tiny(name);
         let (fused, _) = optimize(&model, &OptimizeOptions::default()).unwrap();
         let v = verify(&model, &fused).unwrap();
-        assert!(v.cases.len() >= 2, "{name}: {:?}", v.cases);
+        assert!(v.skipped.is_none() && !v.cases.is_empty(), "{name}: {v:?}");
     }
 }

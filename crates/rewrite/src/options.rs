@@ -114,9 +114,7 @@ impl FromStr for FusionSet {
             match *token {
                 "all" if i == 0 => set = FusionSet::all(),
                 "all" => {
-                    return Err(invalid(format!(
-                        "'all' can only come first ('{s}')"
-                    )));
+                    return Err(invalid(format!("'all' can only come first ('{s}')")));
                 }
                 "none" => set = FusionSet::none(),
                 _ => {
@@ -218,9 +216,21 @@ mod tests {
 
     #[test]
     fn malformed_lists_are_errors_that_list_the_valid_names() {
-        for bad in ["", " ", ",", "all,none", "none,gelu", "gelu,,layernorm", "gelu,all", "-"] {
+        for bad in [
+            "",
+            " ",
+            ",",
+            "all,none",
+            "none,gelu",
+            "gelu,,layernorm",
+            "gelu,all",
+            "-",
+        ] {
             let err = bad.parse::<FusionSet>().unwrap_err().to_string();
-            assert!(err.contains("valid: all, none, layernorm"), "{bad:?}: {err}");
+            assert!(
+                err.contains("valid: all, none, layernorm"),
+                "{bad:?}: {err}"
+            );
         }
         let err = "atention".parse::<FusionSet>().unwrap_err().to_string();
         assert!(err.contains("unknown fusion 'atention'"), "{err}");
