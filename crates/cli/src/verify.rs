@@ -67,12 +67,13 @@ pub fn verify(original: &Model, optimized: &Model) -> Result<Verification> {
         let mut inputs =
             transfuse_parity::generate_inputs(original, &spec(PATTERNS.len(), Padding::Right))
                 .context("verifying: generating inputs")?;
-        for (name, role) in &roles {
-            if *role == InputRole::Mask {
-                if let Some(t) = inputs.iter_mut().find(|t| t.name == *name) {
-                    *t = patterned_mask(t);
-                }
-            }
+        let masks: Vec<&String> = roles
+            .iter()
+            .filter(|(_, role)| *role == InputRole::Mask)
+            .map(|(name, _)| name)
+            .collect();
+        for t in inputs.iter_mut().filter(|t| masks.contains(&&t.name)) {
+            *t = patterned_mask(t);
         }
         cases.push((
             format!("seq {SEQ}, rows with right, left and hole padding"),
