@@ -202,7 +202,7 @@ fn mismatch(optimized: &Model, case: &str, report: &transfuse_parity::Report) ->
         .graph
         .nodes
         .iter()
-        .find(|n| n.outputs.iter().any(|o| *o == value));
+        .find(|n| n.outputs.contains(&value));
     let by = match producer {
         Some(node) => {
             let fusion = transfuse_rewrite::FUSIONS
