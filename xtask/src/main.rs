@@ -52,8 +52,11 @@ fn main() {
         Command::Test(a) => test_cmd::run(a),
     };
     if let Err(e) = result {
-        // One line per cause, outermost first.
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+        // The exit statuses of `transfuse` (see `transfuse --help`).
+        let code = transfuse_cli::exit_code(&e);
+        if !transfuse_cli::is_broken_pipe(&e) {
+            eprintln!("error: {}", transfuse_cli::error_message(&e));
+        }
+        std::process::exit(code);
     }
 }

@@ -1,12 +1,16 @@
-//! `transfuse optimize`: load, fuse, save, report.
+//! `transfuse optimize`: load, fuse, verify, save, report.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use transfuse_ir::Model;
 use transfuse_rewrite::{FusionSet, OptimizeOptions, Report};
+
+use crate::UsageError;
+use crate::output::{Printer, write_stdout};
+use crate::verify::{Verification, verify};
 
 /// Arguments of `transfuse optimize`.
 #[derive(Debug, clap::Args)]
@@ -21,82 +25,272 @@ pub struct Args {
 /// The options of `transfuse optimize` besides the input.
 #[derive(Debug, clap::Args)]
 pub struct Flags {
-    /// Output path (default: `<input stem>.opt.onnx` beside the input).
-    #[arg(short, long)]
+    /// Output path, `-` for stdout (default: `<input stem>.opt.onnx` beside the input).
+    #[arg(short, long, allow_hyphen_values = true)]
     pub output: Option<PathBuf>,
-    /// Fusions to apply: `all`, `none`, or a comma-separated list of fusion names, where
-    /// `-name` leaves one out (`all,-attention`).
-    #[arg(long, default_value = "all")]
+    /// Fusions to apply: `all`, `none`, or a comma-separated list of fusion names; a list
+    /// that starts with `-name` means every fusion but those (`-attention`, `-gelu,-attention`).
+    #[arg(long, default_value = "all", allow_hyphen_values = true)]
     pub fusions: String,
-    /// Write a JSON report here.
-    #[arg(long)]
+    /// Write a JSON report here, `-` for stdout (the summary then goes to stderr).
+    #[arg(long, allow_hyphen_values = true)]
     pub report: Option<PathBuf>,
     /// Write a Graphviz view of the optimized graph here.
     #[arg(long)]
     pub dot: Option<PathBuf>,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Skip verification (by default the original and the optimized model run in the
+    /// reference interpreter on generated inputs, and nothing is written if they differ).
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Verify before writing (the default).
+    #[arg(long, conflicts_with = "no_verify")]
+    pub verify: bool,
+    /// Accepted for scripts written for ONNX Runtime's optimizer and ignored: the structure
+    /// is detected from the graph.
+    #[arg(long, value_name = "TYPE")]
+    pub model_type: Option<String>,
 }
 
-/// Runs `transfuse optimize`: loads the input, fuses, saves the model (and the report and
-/// Graphviz view when asked) and prints a summary. Nothing is written when anything fails
-/// before saving.
+/// `-` as a path: stdout.
+fn is_stdout(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// Runs `transfuse optimize`: loads the input, fuses, verifies, saves the model (and the
+/// report and Graphviz view when asked) and prints a summary. Nothing is written when
+/// anything fails before saving, verification included.
 pub fn run(args: Args) -> Result<()> {
     let start = Instant::now();
     let Args { input, flags: args } = args;
-    let fusions: FusionSet = args.fusions.parse().context("parsing --fusions")?;
+    let fusions: FusionSet = args
+        .fusions
+        .parse()
+        .map_err(|e| UsageError(format!("--fusions: {e}")))?;
     let output = args
         .output
         .clone()
         .unwrap_or_else(|| input.with_extension("opt.onnx"));
+    let report_path = args.report.clone();
+    if is_stdout(&output) && report_path.as_deref().is_some_and(is_stdout) {
+        return Err(UsageError("-o - and --report - cannot both use stdout".into()).into());
+    }
+    let printer = Printer {
+        quiet: args.quiet,
+        stdout_is_data: is_stdout(&output) || report_path.as_deref().is_some_and(is_stdout),
+    };
+    if let Some(kind) = &args.model_type {
+        printer.note(&format!(
+            "--model-type {kind} is ignored: transfuse detects the structure from the graph"
+        ))?;
+    }
+    for (left_out, by) in fusions.still_running() {
+        printer.note(&format!(
+            "'{left_out}' is left out, but '{by}' needs its rules and still fuses that pattern (leave out '{by}' too to keep it unfused)"
+        ))?;
+    }
+    check_input(&input)?;
+    // Output paths are checked before the (long) optimization, so a bad path fails early.
+    for path in [Some(&output), report_path.as_ref(), args.dot.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter(|p| !is_stdout(p))
+    {
+        check_writable(path)?;
+    }
+
     let model = Model::load(&input).with_context(|| format!("loading {}", input.display()))?;
     let options = OptimizeOptions {
-        fusions,
+        fusions: fusions.clone(),
         ..OptimizeOptions::default()
     };
-    let (optimized, mut report) = transfuse_rewrite::optimize(&model, &options)
+    let (mut optimized, report) = transfuse_rewrite::optimize(&model, &options)
         .with_context(|| format!("optimizing {}", input.display()))?;
-    report.model = input.display().to_string();
+    let verification = if args.no_verify {
+        None
+    } else {
+        let v = verify(&model, &optimized)?;
+        if let Some(reason) = &v.skipped {
+            printer.note(&format!("not verified: {reason}"))?;
+        }
+        Some(v)
+    };
+    if !fusions.is_empty() {
+        // `--fusions none` writes the model exactly as loaded (a faithful baseline).
+        mark_producer(&mut optimized, &model);
+    }
     drop(model);
 
     // Everything that can fail runs before the first file is written.
-    let report_json = serde_json::to_string_pretty(&report).context("serializing the report")?;
+    let report_json = serde_json::to_string_pretty(&json_report(
+        &report,
+        &input,
+        &output,
+        &args.fusions,
+        &fusions,
+        verification.as_ref(),
+    )?)
+    .context("serializing the report")?
+        + "\n";
     let dot = args.dot.as_ref().map(|_| optimized.graph.to_dot());
-    for path in [Some(&output), args.report.as_ref(), args.dot.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+
+    // The model first (staged and renamed into place by the IR), then the small files; if
+    // one of those fails, the files already written are removed.
+    let mut written: Vec<&Path> = Vec::new();
+    let result = (|| -> Result<()> {
+        if is_stdout(&output) {
+            write_stdout(&optimized.to_bytes())?;
+        } else {
+            optimized
+                .save(&output)
+                .with_context(|| format!("saving {}", output.display()))?;
+            written.push(&output);
         }
+        if let Some(path) = &report_path {
+            if is_stdout(path) {
+                write_stdout(report_json.as_bytes())?;
+            } else {
+                write_file(path, report_json.as_bytes())?;
+                written.push(path);
+            }
+        }
+        if let (Some(path), Some(dot)) = (&args.dot, &dot) {
+            write_file(path, dot.as_bytes())?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        for path in written {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(e);
     }
-    optimized
-        .save(&output)
-        .with_context(|| format!("saving {}", output.display()))?;
-    if let Some(path) = &args.report {
-        write_file(path, &report_json)?;
+    printer.summary(&summary(
+        &report,
+        &input,
+        &output,
+        verification.as_ref(),
+        start.elapsed().as_secs_f64() * 1e3,
+    ))
+}
+
+/// Plain messages for inputs that cannot be models.
+fn check_input(input: &Path) -> Result<()> {
+    match std::fs::metadata(input) {
+        Ok(m) if m.is_dir() => bail!("{} is a directory, not a model file", input.display()),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("{} does not exist", input.display())
+        }
+        Err(e) => bail!("cannot read {}: {}", input.display(), plain(&e)),
     }
-    if let (Some(path), Some(dot)) = (&args.dot, &dot) {
-        write_file(path, dot)?;
+}
+
+/// Fails unless `path` can be created: not a directory, in a directory that exists (it is
+/// created) and, where `path` exists, writable.
+fn check_writable(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        bail!("cannot write {}: it is a directory", path.display());
     }
-    print!(
-        "{}",
-        summary(
-            &report,
-            &input,
-            &output,
-            start.elapsed().as_secs_f64() * 1e3
-        )
-    );
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {}", dir.display(), plain(&e)))?;
+    }
+    if path.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {}", path.display(), plain(&e)))?;
+    }
     Ok(())
 }
 
-fn write_file(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+/// An I/O error's text without the `(os error N)` suffix.
+fn plain(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    transfuse_ir::write_file_atomically(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Names transfuse as the producer and keeps the original producer in `metadata_props`.
+fn mark_producer(optimized: &mut Model, original: &Model) {
+    let mut set = |key: &str, value: &str| {
+        optimized.metadata_props.retain(|(k, _)| k != key);
+        optimized
+            .metadata_props
+            .push((key.to_string(), value.to_string()));
+    };
+    if !original.producer_name.is_empty() && original.producer_name != "transfuse" {
+        set("original_producer", &original.producer_name);
+        set("original_producer_version", &original.producer_version);
+    }
+    optimized.producer_name = "transfuse".to_string();
+    optimized.producer_version = env!("CARGO_PKG_VERSION").to_string();
+}
+
+/// The JSON report: the optimizer's [`Report`] plus the tool, the paths, the fusions asked
+/// for and the verification.
+fn json_report(
+    report: &Report,
+    input: &Path,
+    output: &Path,
+    asked: &str,
+    fusions: &FusionSet,
+    verification: Option<&Verification>,
+) -> Result<serde_json::Value> {
+    let mut value = serde_json::to_value(report).context("serializing the report")?;
+    if let Some(object) = value.as_object_mut() {
+        object.insert("tool".into(), "transfuse".into());
+        object.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+        object.insert("input".into(), input.display().to_string().into());
+        object.insert("output".into(), output.display().to_string().into());
+        object.insert("fusions_asked".into(), asked.into());
+        object.insert(
+            "fusions_enabled".into(),
+            fusions.names().collect::<Vec<_>>().into(),
+        );
+        object.insert(
+            "verification".into(),
+            match verification {
+                None => serde_json::Value::Null,
+                Some(v) => serde_json::json!({
+                    "ms": v.ms,
+                    "skipped": v.skipped,
+                    "cases": v.cases.iter().map(|c| serde_json::json!({
+                        "inputs": c.name,
+                        "max_abs": c.max_abs,
+                    })).collect::<Vec<_>>(),
+                }),
+            },
+        );
+    }
+    Ok(value)
 }
 
 /// The table printed after a run.
-fn summary(report: &Report, input: &Path, output: &Path, total_ms: f64) -> String {
+fn summary(
+    report: &Report,
+    input: &Path,
+    output: &Path,
+    verification: Option<&Verification>,
+    total_ms: f64,
+) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{} -> {}", input.display(), output.display());
+    let shown = if is_stdout(output) {
+        "stdout".to_string()
+    } else {
+        output.display().to_string()
+    };
+    let _ = writeln!(s, "{} -> {shown}", input.display());
     let _ = writeln!(s, "  {:<26} {:>6}", "fused op", "count");
     for (op, n) in &report.fused {
         if *n > 0 {
@@ -114,6 +308,30 @@ fn summary(report: &Report, input: &Path, output: &Path, total_ms: f64) -> Strin
         "  e-graph: {} e-nodes, {} e-classes, {} iterations, stop: {}",
         e.nodes, e.classes, e.iterations, e.stop_reason
     );
+    match verification {
+        Some(v) if v.skipped.is_some() => {
+            let _ = writeln!(
+                s,
+                "  not verified: the reference interpreter cannot run the original"
+            );
+        }
+        Some(v) => {
+            let _ = writeln!(
+                s,
+                "  verified in {:.0} ms: {} (max abs diff {:.1e})",
+                v.ms,
+                v.cases
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                v.cases.iter().map(|c| c.max_abs).fold(0.0, f64::max)
+            );
+        }
+        None => {
+            let _ = writeln!(s, "  not verified (--no-verify)");
+        }
+    }
     let _ = writeln!(
         s,
         "  optimize {:.0} ms, total {:.0} ms",

@@ -14,8 +14,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use transfuse_ort::{OptimizationLevel, SessionOptions};
+
+use crate::{Mismatch, UsageError};
 use transfuse_parity::{
     InputSource, InputSpec, Options, Padding, Report, Runtime, RuntimeKind, Tolerance,
 };
@@ -54,9 +56,9 @@ pub struct Args {
     /// Write the report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// ONNX Runtime's own graph optimization level (--runtime ort).
-    #[arg(long, default_value_t = OptimizationLevel::Disabled)]
-    pub ort_opt_level: OptimizationLevel,
+    /// ONNX Runtime's own graph optimization level (--runtime ort only; default: disabled).
+    #[arg(long)]
+    pub ort_opt_level: Option<OptimizationLevel>,
     /// ONNX Runtime intra-op threads (--runtime ort; default: ONNX Runtime's choice).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -75,11 +77,27 @@ pub fn run(args: Args) -> Result<()> {
         }),
     };
     if args.candidate.is_none() && args.inputs.is_none() {
-        bail!(
+        return Err(UsageError(
             "nothing to compare with: give a CANDIDATE model, or --inputs DIR with expected outputs"
-        );
+                .into(),
+        )
+        .into());
     }
-    let mut ort_options = SessionOptions::default().optimization_level(args.ort_opt_level);
+    if args.runtime == RuntimeKind::Reference {
+        for (given, flag) in [
+            (args.ort_opt_level.is_some(), "--ort-opt-level"),
+            (args.threads.is_some(), "--threads"),
+        ] {
+            if given {
+                return Err(UsageError(format!(
+                    "{flag} applies to --runtime ort only, not to the reference interpreter"
+                ))
+                .into());
+            }
+        }
+    }
+    let mut ort_options = SessionOptions::default()
+        .optimization_level(args.ort_opt_level.unwrap_or(OptimizationLevel::Disabled));
     ort_options.intra_op_threads = args.threads;
     let options = Options {
         inputs,
@@ -102,12 +120,13 @@ pub fn run(args: Args) -> Result<()> {
     }
     if !report.pass {
         let failed = report.failed_outputs();
-        bail!(
+        return Err(Mismatch(format!(
             "parity failed: {} differ beyond atol {:e}, rtol {:e}",
             failed.join(", "),
             args.atol,
             args.rtol
-        );
+        ))
+        .into());
     }
     Ok(())
 }

@@ -10,7 +10,9 @@ use crate::compare::{
 };
 use crate::engine::{Runtime, prepare};
 use crate::error::{ParityError, Result};
-use crate::inputs::{InputSpec, Padding, generate_inputs, read_test_data};
+use crate::inputs::{
+    InputRole, InputSpec, Padding, classify_inputs, generate_inputs, read_test_data,
+};
 use crate::report::{Divergence, Report, RunTimes, producer};
 
 /// Where the inputs come from.
@@ -112,6 +114,26 @@ fn label(subject: &Subject<'_>, fallback: &str) -> String {
         .map_or_else(|| fallback.to_string(), |p| p.display().to_string())
 }
 
+/// What generated inputs are: sequence length and padding for text models (token ids,
+/// masks, positions), the tensors' shapes for models whose inputs are all floats (images).
+fn describe_generated(model: &Model, spec: &InputSpec, inputs: &[Tensor]) -> Result<String> {
+    let text = classify_inputs(model)?
+        .iter()
+        .any(|(_, role)| !matches!(role, InputRole::Float));
+    Ok(if text {
+        format!(
+            "generated: batch {}, seq {}, seed {}, padding {}",
+            spec.batch, spec.seq, spec.seed, spec.padding
+        )
+    } else {
+        let shapes: Vec<String> = inputs
+            .iter()
+            .map(|t| format!("{} {:?}", t.name, t.dims))
+            .collect();
+        format!("generated: {}, seed {}", shapes.join(", "), spec.seed)
+    })
+}
+
 /// The general form: `candidate` against `model`, or without a candidate `model` against
 /// the expected outputs of an [`InputSource::Directory`] (anything else is
 /// [`ParityError::NoExpectedOutputs`]).
@@ -121,14 +143,11 @@ pub fn check_subjects(
     options: &Options,
 ) -> Result<Report> {
     let (inputs, expected, inputs_text) = match &options.inputs {
-        InputSource::Generated(spec) => (
-            generate_inputs(model.model, spec)?,
-            Vec::new(),
-            format!(
-                "generated: batch {}, seq {}, seed {}, padding {}",
-                spec.batch, spec.seq, spec.seed, spec.padding
-            ),
-        ),
+        InputSource::Generated(spec) => {
+            let inputs = generate_inputs(model.model, spec)?;
+            let text = describe_generated(model.model, spec, &inputs)?;
+            (inputs, Vec::new(), text)
+        }
         InputSource::Directory(dir) => {
             let data = read_test_data(model.model, dir)?;
             (data.inputs, data.outputs, format!("from {}", dir.display()))

@@ -20,6 +20,15 @@ pub enum RewriteError {
         /// The valid names, comma separated.
         valid: String,
     },
+    /// `--fusions` is malformed: empty, an empty item, `none` with other items, or `all`
+    /// after the first item.
+    #[error("invalid fusion list: {reason} (valid: {valid})")]
+    InvalidFusionList {
+        /// What is wrong.
+        reason: String,
+        /// The valid names, comma separated.
+        valid: String,
+    },
     /// A rule failed to build (a bug in a fusion's pattern).
     #[error("rule '{rule}' is invalid: {reason}")]
     InvalidRule {

@@ -125,7 +125,8 @@ fn optimize_at_model_opset(
     options: &OptimizeOptions,
 ) -> Result<(Model, Report), RewriteError> {
     let start = Instant::now();
-    let rules = fusions::rules_for(&options.fusions)?;
+    let own_rules = fusions::rules_for(&options.fusions)?;
+    let rules: Vec<&rule::Rewrite> = own_rules.iter().chain(options.extra_rules.iter()).collect();
     if rules.is_empty() {
         // No fusion selected (`--fusions none`): the model is returned exactly as loaded, not
         // re-extracted, so "none" is a faithful baseline.
@@ -161,7 +162,7 @@ fn optimize_at_model_opset(
             .with_iter_limit(limits.iter_limit)
             .with_time_limit(limits.time_limit)
             .with_scheduler(SimpleScheduler)
-            .run(&rules);
+            .run(rules.iter().copied());
         let mut applied: BTreeMap<String, usize> =
             rules.iter().map(|r| (r.name.to_string(), 0)).collect();
         for it in &runner.iterations {

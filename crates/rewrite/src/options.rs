@@ -9,8 +9,16 @@ use crate::fusions::FUSIONS;
 
 /// A set of fusions by name (see [`FUSIONS`] and `docs/fusions.md`).
 ///
-/// Parses `all`, `none`, or a comma-separated list processed left to right where `name`
-/// adds a fusion and `-name` removes one: `all,-attention` is every fusion but attention.
+/// Parses a comma-separated list:
+/// - `all` or `none`;
+/// - names (`layernorm,gelu`): exactly those fusions;
+/// - a list whose first item is `-name` starts from every fusion: `-attention` is every
+///   fusion but attention, the same as `all,-attention`;
+/// - after `all` or a name, items apply left to right: `name` adds one, `-name` removes one.
+///
+/// An empty list or item, `none` next to anything else, `all` after the first item, and an
+/// unknown name are errors ([`RewriteError::InvalidFusionList`],
+/// [`RewriteError::UnknownFusion`]) that list the valid names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FusionSet {
     enabled: BTreeSet<&'static str>,
@@ -54,28 +62,70 @@ impl Default for FusionSet {
     }
 }
 
+impl FusionSet {
+    /// The valid names, comma separated, for error messages.
+    pub fn valid_names() -> String {
+        let mut names = vec!["all", "none"];
+        names.extend(FUSIONS.iter().map(|f| f.name));
+        names.join(", ")
+    }
+
+    /// The left-out fusions whose rules still run because an enabled fusion needs them, as
+    /// `(left out, needed by)`: their pattern is then fused into the other fusion's op (with
+    /// `-gelu`, `biasgelu` still turns `Gelu(x + b)` into `BiasGelu`).
+    pub fn still_running(&self) -> Vec<(&'static str, &'static str)> {
+        let mut out = Vec::new();
+        for f in FUSIONS.iter().filter(|f| self.contains(f.name)) {
+            for need in f.needs {
+                if !self.contains(need) && !out.iter().any(|(n, _)| n == need) {
+                    out.push((*need, f.name));
+                }
+            }
+        }
+        out
+    }
+}
+
 impl FromStr for FusionSet {
     type Err = RewriteError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut set = FusionSet::none();
-        for token in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            match token {
-                "all" => set = FusionSet::all(),
+        let invalid = |reason: String| RewriteError::InvalidFusionList {
+            reason,
+            valid: FusionSet::valid_names(),
+        };
+        let tokens: Vec<&str> = s.split(',').map(str::trim).collect();
+        if tokens.iter().all(|t| t.is_empty()) {
+            return Err(invalid("the list is empty".to_string()));
+        }
+        if tokens.iter().any(|t| t.is_empty()) {
+            return Err(invalid(format!("'{s}' has an empty item")));
+        }
+        if tokens.contains(&"none") && tokens.len() > 1 {
+            return Err(invalid(format!(
+                "'none' cannot be combined with other items ('{s}')"
+            )));
+        }
+        let mut set = match tokens.first() {
+            Some(t) if t.starts_with('-') => FusionSet::all(),
+            _ => FusionSet::none(),
+        };
+        for (i, token) in tokens.iter().enumerate() {
+            match *token {
+                "all" if i == 0 => set = FusionSet::all(),
+                "all" => {
+                    return Err(invalid(format!("'all' can only come first ('{s}')")));
+                }
                 "none" => set = FusionSet::none(),
                 _ => {
                     let (remove, name) = match token.strip_prefix('-') {
                         Some(n) => (true, n.trim()),
-                        None => (false, token),
+                        None => (false, *token),
                     };
                     let fusion = FUSIONS.iter().find(|f| f.name == name).ok_or_else(|| {
                         RewriteError::UnknownFusion {
                             name: name.to_string(),
-                            valid: FUSIONS
-                                .iter()
-                                .map(|f| f.name)
-                                .collect::<Vec<_>>()
-                                .join(", "),
+                            valid: FusionSet::valid_names(),
                         }
                     })?;
                     if remove {
@@ -118,10 +168,83 @@ impl Default for RunnerLimits {
 }
 
 /// Options of [`crate::optimize`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct OptimizeOptions {
     /// The fusions to apply.
     pub fusions: FusionSet,
     /// Runner limits.
     pub limits: RunnerLimits,
+    /// Rules run besides the enabled fusions' (tests use it to show that verification
+    /// catches a rule that is wrong on purpose). Their fused ops are extracted only where an
+    /// enabled fusion emits the same op.
+    #[doc(hidden)]
+    pub extra_rules: std::sync::Arc<Vec<crate::rule::Rewrite>>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn names(s: &str) -> Vec<&'static str> {
+        s.parse::<FusionSet>().unwrap().names().collect()
+    }
+
+    fn all_but(left_out: &[&str]) -> Vec<&'static str> {
+        FusionSet::all()
+            .names()
+            .filter(|n| !left_out.contains(n))
+            .collect()
+    }
+
+    #[test]
+    fn all_none_and_names() {
+        assert_eq!(names("all"), FusionSet::all().names().collect::<Vec<_>>());
+        assert!(names("none").is_empty());
+        assert_eq!(names("gelu, layernorm"), vec!["gelu", "layernorm"]);
+    }
+
+    #[test]
+    fn a_leading_minus_means_all_but() {
+        assert_eq!(names("-attention"), all_but(&["attention"]));
+        assert_eq!(names("all,-attention"), all_but(&["attention"]));
+        assert_eq!(names("-attention,-gelu"), all_but(&["attention", "gelu"]));
+        assert_eq!(names("-attention,attention"), all_but(&[]));
+        assert_eq!(names("gelu,layernorm,-gelu"), vec!["layernorm"]);
+    }
+
+    #[test]
+    fn malformed_lists_are_errors_that_list_the_valid_names() {
+        for bad in [
+            "",
+            " ",
+            ",",
+            "all,none",
+            "none,gelu",
+            "gelu,,layernorm",
+            "gelu,all",
+            "-",
+        ] {
+            let err = bad.parse::<FusionSet>().unwrap_err().to_string();
+            assert!(
+                err.contains("valid: all, none, layernorm"),
+                "{bad:?}: {err}"
+            );
+        }
+        let err = "atention".parse::<FusionSet>().unwrap_err().to_string();
+        assert!(err.contains("unknown fusion 'atention'"), "{err}");
+        assert!(err.contains("attention"), "{err}");
+    }
+
+    #[test]
+    fn left_out_fusions_another_one_needs_are_named() {
+        let set: FusionSet = "-gelu".parse().unwrap();
+        assert_eq!(set.still_running(), vec![("gelu", "biasgelu")]);
+        let set: FusionSet = "-layernorm".parse().unwrap();
+        assert_eq!(set.still_running(), vec![("layernorm", "skiplayernorm")]);
+        let set: FusionSet = "-gelu,-biasgelu".parse().unwrap();
+        assert!(set.still_running().is_empty());
+        assert!(FusionSet::all().still_running().is_empty());
+    }
 }

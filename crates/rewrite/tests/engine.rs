@@ -243,6 +243,7 @@ fn runner_limits_stop_the_run_and_say_so() {
             iter_limit: 1,
             ..RunnerLimits::default()
         },
+        ..OptimizeOptions::default()
     };
     let (partial, report) = optimize(&model, &options).unwrap();
     assert_eq!(report.egraph.iterations, 1);
