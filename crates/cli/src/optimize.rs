@@ -38,6 +38,10 @@ pub struct Flags {
     /// Write a Graphviz view of the optimized graph here.
     #[arg(long)]
     pub dot: Option<PathBuf>,
+    /// List every attention, norm and GELU site left unfused, with the closest rule and the
+    /// first condition that failed (the report's `unfused` list has them in any case).
+    #[arg(long)]
+    pub explain: bool,
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
@@ -117,6 +121,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         Some(v)
     };
+    let explanation = transfuse_rewrite::explain(&optimized);
     if !fusions.is_empty() {
         // `--fusions none` writes the model exactly as loaded (a faithful baseline).
         mark_producer(&mut optimized, &model);
@@ -131,6 +136,7 @@ pub fn run(args: Args) -> Result<()> {
         &args.fusions,
         &fusions,
         verification.as_ref(),
+        &explanation,
     )?)
     .context("serializing the report")?
         + "\n";
@@ -167,13 +173,29 @@ pub fn run(args: Args) -> Result<()> {
         }
         return Err(e);
     }
-    printer.summary(&summary(
+    let mut text = summary(
         &report,
         &input,
         &output,
         verification.as_ref(),
         start.elapsed().as_secs_f64() * 1e3,
-    ))
+    );
+    let _ = writeln!(text, "  fused/found: {}", explanation.summary());
+    if args.explain {
+        if explanation.unfused.is_empty() {
+            let _ = writeln!(text, "  every attention, norm and GELU site is fused");
+        }
+        for site in &explanation.unfused {
+            let _ = writeln!(text, "  unfused: {site}");
+        }
+    } else if !explanation.unfused.is_empty() {
+        let _ = writeln!(
+            text,
+            "  {} site(s) left unfused: --explain says why",
+            explanation.unfused.len()
+        );
+    }
+    printer.summary(&text)
 }
 
 /// Plain messages for inputs that cannot be models.
@@ -246,9 +268,18 @@ fn json_report(
     asked: &str,
     fusions: &FusionSet,
     verification: Option<&Verification>,
+    explanation: &transfuse_rewrite::explain::Explanation,
 ) -> Result<serde_json::Value> {
     let mut value = serde_json::to_value(report).context("serializing the report")?;
     if let Some(object) = value.as_object_mut() {
+        object.insert(
+            "unfused".into(),
+            serde_json::to_value(&explanation.unfused).context("serializing the report")?,
+        );
+        object.insert(
+            "coverage".into(),
+            serde_json::to_value(&explanation.coverage).context("serializing the report")?,
+        );
         object.insert("tool".into(), "transfuse".into());
         object.insert("version".into(), env!("CARGO_PKG_VERSION").into());
         object.insert("input".into(), input.display().to_string().into());

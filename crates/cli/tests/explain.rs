@@ -1,0 +1,67 @@
+//! `--explain` names each site left unfused with its reason; the summary counts found and
+//! fused blocks; the report carries both.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use assert_cmd::Command;
+
+fn model(dir: &str, name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/models")
+        .join(dir)
+        .join(name)
+}
+
+#[test]
+fn explain_names_each_unfused_site_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    // RoFormer's rotary embeddings sit between the head split and the scores: its attention
+    // does not fuse, and the report says why.
+    let out = Command::cargo_bin("transfuse")
+        .unwrap()
+        .arg("optimize")
+        .arg(model("coverage/tiny", "roformer_eager_ts_op17.onnx"))
+        .arg("-o")
+        .arg(dir.path().join("r.onnx"))
+        .arg("--report")
+        .arg(dir.path().join("r.json"))
+        .arg("--explain")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("unfused: attention at "), "{text}");
+    assert!(text.contains("fused/found: attention 0/2"), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
+    let unfused = report["unfused"].as_array().unwrap();
+    assert!(!unfused.is_empty());
+    assert!(
+        unfused
+            .iter()
+            .all(|s| s["reason"].as_str().is_some_and(|r| !r.is_empty()))
+    );
+}
+
+#[test]
+fn a_fully_fused_model_has_nothing_to_explain() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("transfuse")
+        .unwrap()
+        .arg("optimize")
+        .arg(model("tiny", "bert_sdpa_ts_op17.onnx"))
+        .arg("-o")
+        .arg(dir.path().join("b.onnx"))
+        .arg("--explain")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("every attention, norm and GELU site is fused"),
+        "{text}"
+    );
+    assert!(text.contains("attention 2/2"), "{text}");
+}
