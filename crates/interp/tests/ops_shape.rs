@@ -39,6 +39,23 @@ fn reshape_zero_and_minus_one() {
 }
 
 #[test]
+fn reshape_to_dims_whose_product_overflows_is_an_error() {
+    // 2^61 + 1 times 8 wraps to 8 in 64 bits: the element count must be checked, not wrapped
+    // (a fuzzing finding: with overflow checks on, the product panicked).
+    let x = iota(&[8]);
+    for requested in [&[(1i64 << 61) + 1, 8][..], &[i64::MAX, 4, -1][..]] {
+        let err = run_op(
+            13,
+            op("Reshape", &[], &[]),
+            vec![Some(x.clone()), Some(i64s(&[requested.len()], requested))],
+            1,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("cannot reshape"), "{err}");
+    }
+}
+
+#[test]
 fn reshape_of_a_transposed_value_uses_logical_order() {
     let out = ModelBuilder::new(13)
         .input("x", iota(&[2, 3]))

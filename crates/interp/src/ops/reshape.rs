@@ -27,8 +27,7 @@ pub(crate) fn register(reg: &mut Registry) {
 /// `x` with a new shape of the same element count (row-major order).
 pub(crate) fn reshape_value(x: Value, shape: &[usize]) -> OpResult<Value> {
     fn reshape<T: Clone>(a: ArrayD<T>, shape: &[usize]) -> OpResult<ArrayD<T>> {
-        let count: usize = shape.iter().product();
-        if count != a.len() {
+        if checked_product(shape) != Some(a.len()) {
             return Err(OpError::shape(format!(
                 "cannot reshape {:?} to {:?}",
                 a.shape(),
@@ -66,6 +65,12 @@ impl Kernel for Reshape {
     }
 }
 
+/// The element count of `dims`, or `None` when it does not fit a `usize` (requested shapes
+/// come from data and may hold huge dims).
+fn checked_product(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
 /// The output dims of `Reshape`: 0 copies the input dim (unless `allow_zero`), one -1 is
 /// inferred from the element count.
 pub(crate) fn resolve_reshape(
@@ -98,8 +103,9 @@ pub(crate) fn resolve_reshape(
             }
         }
     }
+    let too_large = || OpError::shape(format!("cannot reshape {input:?} to {requested:?}"));
     if let Some(i) = infer {
-        let known: usize = out.iter().product();
+        let known = checked_product(&out).ok_or_else(too_large)?;
         if known == 0 || !total.is_multiple_of(known) {
             return Err(OpError::shape(format!(
                 "cannot reshape {input:?} to {requested:?}"
@@ -109,7 +115,7 @@ pub(crate) fn resolve_reshape(
             *slot = total / known;
         }
     }
-    if out.iter().product::<usize>() != total {
+    if checked_product(&out) != Some(total) {
         return Err(OpError::shape(format!(
             "cannot reshape {input:?} to {requested:?}"
         )));
