@@ -55,6 +55,12 @@ impl SymDim {
         SymDim::symbol(&format!("{UNKNOWN}{class}.{slot}"))
     }
 
+    /// True when the dim involves an unknown size (an unknown placeholder, a per-class unknown
+    /// or an unnamed dynamic dim of a declared type: symbols starting with `?`).
+    pub fn is_unnamed(&self) -> bool {
+        self.syms.iter().any(|s| s.as_str().starts_with(UNKNOWN))
+    }
+
     /// The symbol when the dim is exactly one named size (coefficient 1).
     pub fn as_symbol(&self) -> Option<Symbol> {
         match self.syms.as_slice() {
