@@ -10,6 +10,8 @@
 mod fold;
 #[cfg(test)]
 mod fold_tests;
+#[cfg(test)]
+mod partial_tests;
 mod shape;
 mod slice;
 #[cfg(test)]

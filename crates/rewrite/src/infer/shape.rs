@@ -591,7 +591,9 @@ fn resize_shape(node: &OpNode, inputs: &[&ClassData]) -> Option<Shape> {
     let x = shape_of(inputs, 0)?;
     let rank = x.len();
     let stretch = matches!(
-        node.attr_str("keep_aspect_ratio_policy").unwrap_or_default().as_str(),
+        node.attr_str("keep_aspect_ratio_policy")
+            .unwrap_or_default()
+            .as_str(),
         "" | "stretch"
     );
     // With `axes` (opset 18) scales and sizes cover only some dims: not modelled.
