@@ -1,7 +1,8 @@
 //! What fuses in each coverage model (`testdata/models/coverage/tiny`), and that every
 //! optimized model stays exact: against each `test_data_set_*` output (what PyTorch computed)
 //! and against the original through the parity checker, tolerance 1e-4 absolute. One
-//! snapshot records, per model, the ops this run fused and the sites left unfused
+//! snapshot records, per model, the op types this run added (the fused ops and their
+//! helpers) and the sites left unfused
 //! (`Softmax`, `ReduceMean`, `Erf`, `Tanh`, `Sigmoid`), so progress and regressions show.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -119,7 +120,7 @@ fn check_exact(name: &str, original: &Model, fused: &Model) {
 
 #[test]
 fn coverage_models_fuse_and_stay_exact() {
-    let mut table = String::from("model | fused ops | sites left\n");
+    let mut table = String::from("model | new op types (count) | sites left\n");
     for (name, path) in models() {
         let model = Model::load(&path).unwrap();
         let fused = optimize(&model, &OptimizeOptions::default())
