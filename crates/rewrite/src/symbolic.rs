@@ -45,9 +45,10 @@ impl SymDim {
         SymDim::symbol(UNKNOWN)
     }
 
-    /// True for the placeholder made by [`SymDim::unknown`].
+    /// True for the placeholder made by [`SymDim::unknown`], and for any product involving it
+    /// (which is as unknown).
     pub fn is_unknown_placeholder(&self) -> bool {
-        self.coef == 1 && self.syms.len() == 1 && self.syms[0].as_str() == UNKNOWN
+        self.syms.iter().any(|s| s.as_str() == UNKNOWN)
     }
 
     /// The symbol standing for an unknown size at `slot` of class `class`.

@@ -216,7 +216,13 @@ pub(super) fn infer_single(
                 (reps.len() == s.len()).then(|| {
                     s.iter()
                         .zip(&reps)
-                        .map(|(d, r)| d.mul(r).unwrap_or_else(SymDim::unknown))
+                        .map(|(d, r)| {
+                            if r.is_unknown_placeholder() {
+                                SymDim::unknown()
+                            } else {
+                                d.mul(r).unwrap_or_else(SymDim::unknown)
+                            }
+                        })
                         .collect()
                 })
             });
