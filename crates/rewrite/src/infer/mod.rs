@@ -101,10 +101,10 @@ pub(crate) fn name_unknowns(data: &mut ClassData, class: usize) {
         if let Some(v) = data.value.as_mut() {
             let v = Arc::make_mut(v);
             for (i, e) in v.elems.iter_mut().enumerate() {
-                if let Scalar::Int(d) = e {
-                    if d.is_unknown_placeholder() {
-                        *d = SymDim::unknown_named(class, &format!("v{i}"));
-                    }
+                if let Scalar::Int(d) = e
+                    && d.is_unknown_placeholder()
+                {
+                    *d = SymDim::unknown_named(class, &format!("v{i}"));
                 }
             }
         }
