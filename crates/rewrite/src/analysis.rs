@@ -109,7 +109,7 @@ fn merge_option<T: PartialEq>(a: &mut Option<T>, b: Option<T>) -> (bool, bool) {
 impl Analysis<Onnx> for OnnxAnalysis {
     type Data = ClassData;
 
-    fn make(egraph: &mut EGraph, enode: &Onnx, _id: Id) -> ClassData {
+    fn make(egraph: &mut EGraph, enode: &Onnx, id: Id) -> ClassData {
         match enode {
             Onnx::Input(name) => {
                 let facts = egraph
@@ -145,7 +145,9 @@ impl Analysis<Onnx> for OnnxAnalysis {
             }
             Onnx::Op(node, children) => {
                 let inputs: Vec<&ClassData> = children.iter().map(|c| &egraph[*c].data).collect();
-                crate::infer::infer(node, &inputs, &egraph.analysis.tensors)
+                let mut data = crate::infer::infer(node, &inputs, &egraph.analysis.tensors);
+                crate::infer::name_unknowns(&mut data, usize::from(id));
+                data
             }
             Onnx::Opaque(..) | Onnx::Root(_) => ClassData::default(),
         }

@@ -268,7 +268,16 @@ fn seed(egraph: &mut EGraph, id: Id, declared: &HashMap<&str, &ValueType>, value
     if data.dtype.is_none() {
         data.dtype = facts.dtype;
     }
-    if data.shape.is_none() {
-        data.shape = facts.shape;
+    match (data.shape.as_mut(), facts.shape) {
+        (None, declared) => data.shape = declared,
+        // Inference kept the rank but not every size: a declared size fills each unknown.
+        (Some(inferred), Some(declared)) if inferred.len() == declared.len() => {
+            for (d, k) in inferred.iter_mut().zip(declared) {
+                if d.is_unnamed() && !k.is_unnamed() {
+                    *d = k;
+                }
+            }
+        }
+        _ => {}
     }
 }

@@ -9,6 +9,10 @@ use std::fmt;
 
 use egg::Symbol;
 
+/// Name of the unknown-size placeholder (no `dim_param` of a model can start with it and be
+/// renamed: only placeholders equal to exactly this name are).
+const UNKNOWN: &str = "?";
+
 /// A dimension or integer value: `coef * syms[0] * syms[1] * ...` (symbols sorted by name).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SymDim {
@@ -31,6 +35,31 @@ impl SymDim {
             coef: 1,
             syms: vec![Symbol::from(name)],
         }
+    }
+
+    /// A placeholder for a size that inference cannot express (a fixed, nonnegative integer
+    /// it does not know). The analysis renames every placeholder of a class's facts to a
+    /// symbol unique to that class and position ([`SymDim::unknown_named`]), so two unknown
+    /// sizes are never taken for equal.
+    pub fn unknown() -> SymDim {
+        SymDim::symbol(UNKNOWN)
+    }
+
+    /// True for the placeholder made by [`SymDim::unknown`], and for any product involving it
+    /// (which is as unknown).
+    pub fn is_unknown_placeholder(&self) -> bool {
+        self.syms.iter().any(|s| s.as_str() == UNKNOWN)
+    }
+
+    /// The symbol standing for an unknown size at `slot` of class `class`.
+    pub fn unknown_named(class: usize, slot: &str) -> SymDim {
+        SymDim::symbol(&format!("{UNKNOWN}{class}.{slot}"))
+    }
+
+    /// True when the dim involves an unknown size (an unknown placeholder, a per-class unknown
+    /// or an unnamed dynamic dim of a declared type: symbols starting with `?`).
+    pub fn is_unnamed(&self) -> bool {
+        self.syms.iter().any(|s| s.as_str().starts_with(UNKNOWN))
     }
 
     /// The symbol when the dim is exactly one named size (coefficient 1).

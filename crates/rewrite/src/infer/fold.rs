@@ -84,7 +84,14 @@ pub(super) fn binary_scalar(
             "Div" => match (x.as_known(), y.as_known()) {
                 // Integer division truncates toward zero (C semantics, as runtimes do).
                 (Some(p), Some(q)) => p.checked_div(q).map(|v| Scalar::Int(SymDim::known(v))),
-                _ => x.div_exact(y).map(Scalar::Int),
+                // A size divided by a positive integer is a fixed nonnegative integer even
+                // when it is no monomial: an unknown size.
+                _ => x.div_exact(y).map(Scalar::Int).or_else(|| {
+                    (x.as_known().is_none() && x.differs_from(&SymDim::known(-1)))
+                        .then_some(())
+                        .and(y.as_known().filter(|&q| q > 0))
+                        .map(|_| Scalar::Int(SymDim::unknown()))
+                }),
             },
             "Max" => Some(Scalar::Int(SymDim::known(x.as_known()?.max(y.as_known()?)))),
             "Min" => Some(Scalar::Int(SymDim::known(x.as_known()?.min(y.as_known()?)))),

@@ -10,6 +10,8 @@
 mod fold;
 #[cfg(test)]
 mod fold_tests;
+#[cfg(test)]
+mod partial_tests;
 mod shape;
 mod slice;
 #[cfg(test)]
@@ -22,7 +24,7 @@ use transfuse_ir::DataType;
 
 use crate::analysis::ClassData;
 use crate::lang::OpNode;
-use crate::symbolic::{ConstValue, Shape, SymDim};
+use crate::symbolic::{ConstValue, Scalar, Shape, SymDim};
 use crate::tensors::TensorTable;
 
 use fold::fold;
@@ -73,6 +75,58 @@ pub fn infer(node: &OpNode, inputs: &[&ClassData], tensors: &TensorTable) -> Cla
         && inputs.iter().all(|i| i.constant)
         && node.domain.as_str() != crate::INTERNAL_DOMAIN;
     out
+}
+
+/// Renames every unknown-size placeholder ([`SymDim::unknown`]) in `data` to a symbol
+/// unique to class `class` and its position: an unknown dim stays distinct from every other
+/// dim (so no condition can take two unknown sizes for equal), while the class's own uses
+/// of it (`Shape` of the value, arithmetic on it) keep referring to the same size.
+pub(crate) fn name_unknowns(data: &mut ClassData, class: usize) {
+    fn rename(dims: &mut [SymDim], class: usize, prefix: &str) {
+        for (i, d) in dims.iter_mut().enumerate() {
+            if d.is_unknown_placeholder() {
+                *d = SymDim::unknown_named(class, &format!("{prefix}{i}"));
+            }
+        }
+    }
+    if let Some(shape) = data.shape.as_mut() {
+        rename(shape, class, "d");
+    }
+    let value_has_unknown = data.value.as_ref().is_some_and(|v| {
+        v.elems
+            .iter()
+            .any(|e| matches!(e, Scalar::Int(d) if d.is_unknown_placeholder()))
+    });
+    if value_has_unknown {
+        if let Some(v) = data.value.as_mut() {
+            let v = Arc::make_mut(v);
+            for (i, e) in v.elems.iter_mut().enumerate() {
+                if let Scalar::Int(d) = e
+                    && d.is_unknown_placeholder()
+                {
+                    *d = SymDim::unknown_named(class, &format!("v{i}"));
+                }
+            }
+        }
+        // A value with an unknown element is not uniform as far as anyone can tell.
+        data.uniform = None;
+    }
+    if let Some(outputs) = data.outputs.as_ref() {
+        let any = outputs.iter().any(|o| {
+            o.shape
+                .as_ref()
+                .is_some_and(|s| s.iter().any(SymDim::is_unknown_placeholder))
+        });
+        if any {
+            let mut renamed: Vec<crate::analysis::ValueFacts> = outputs.to_vec();
+            for (k, o) in renamed.iter_mut().enumerate() {
+                if let Some(s) = o.shape.as_mut() {
+                    rename(s, class, &format!("o{k}d"));
+                }
+            }
+            data.outputs = Some(Arc::from(renamed));
+        }
+    }
 }
 
 pub(super) const ELEMENTWISE_BINARY: &[&str] = &[
@@ -190,9 +244,13 @@ pub(crate) fn broadcast(shapes: &[&Shape]) -> Option<Shape> {
                 None => Some(d.clone()),
                 Some(cur) if cur == *d || *d == one => Some(cur),
                 Some(cur) if cur == one => Some(d.clone()),
-                // Two different non-1 dims (possibly symbols that are equal at run time):
-                // unknown.
-                Some(_) => return None,
+                // Two different non-1 dims: at run time they are equal, or one of them is 1.
+                // A known one (not 1) is then the result; two symbols give an unknown size.
+                Some(cur) => match (cur.as_known(), d.as_known()) {
+                    (Some(_), _) => Some(cur),
+                    (None, Some(_)) => Some(d.clone()),
+                    (None, None) => Some(SymDim::unknown()),
+                },
             };
         }
         out.push(dim.unwrap_or(SymDim::known(1)));

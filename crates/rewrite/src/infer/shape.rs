@@ -2,7 +2,7 @@
 
 use transfuse_ir::DataType;
 
-use super::slice::{range_len, slice_shape};
+use super::slice::{range_len, slice_shape, slice_shape_partial};
 use super::{
     COMPARISONS, ELEMENTWISE_BINARY, UNARY_SAME, broadcast, dtype_of, facts, input_value,
     ints_attr_or_input, is_ms, norm_axis, shape_of,
@@ -149,13 +149,17 @@ pub(super) fn infer_single(
                     if s.len() != out.len() {
                         return None;
                     }
-                    out[axis] = out[axis].add(&s[axis])?;
+                    // A sum of different sizes is no monomial: the dim is unknown.
+                    out[axis] = out[axis].add(&s[axis]).unwrap_or_else(SymDim::unknown);
                 }
                 Some(out)
             });
             facts(dtype_of(inputs, 0), shape)
         }
-        "Slice" => facts(dtype_of(inputs, 0), slice_shape(node, inputs)),
+        "Slice" => facts(
+            dtype_of(inputs, 0),
+            slice_shape(node, inputs).or_else(|| slice_shape_partial(inputs)),
+        ),
         "Gather" => {
             let shape = shape_of(inputs, 0)
                 .zip(shape_of(inputs, 1))
@@ -192,19 +196,39 @@ pub(super) fn infer_single(
                 Some(AttrVal::Tensor(t)) => tensors.dtype(*t),
                 _ => Some(DataType::Float),
             };
-            facts(dtype, input_value(inputs, 0).and_then(ConstValue::as_dims))
+            facts(dtype, shape_vector(inputs, 0))
         }
         "Expand" => {
-            let target = input_value(inputs, 1).and_then(ConstValue::as_dims);
             let shape = shape_of(inputs, 0)
-                .zip(target)
+                .zip(shape_vector(inputs, 1))
                 .and_then(|(s, t)| broadcast(&[s, &t]));
             facts(dtype_of(inputs, 0), shape)
         }
+        // Range's length is known for range(0, n, 1) and constant bounds; else it is one
+        // unknown size (the output is 1-D whatever the bounds).
         "Range" => {
-            let len = range_len(inputs);
-            facts(dtype_of(inputs, 0), len.map(|l| vec![l]))
+            let len = range_len(inputs).unwrap_or_else(SymDim::unknown);
+            facts(dtype_of(inputs, 0), Some(vec![len]))
         }
+        "Tile" => {
+            let shape = shape_of(inputs, 0).and_then(|s| {
+                let reps = shape_vector(inputs, 1)?;
+                (reps.len() == s.len()).then(|| {
+                    s.iter()
+                        .zip(&reps)
+                        .map(|(d, r)| {
+                            if r.is_unknown_placeholder() {
+                                SymDim::unknown()
+                            } else {
+                                d.mul(r).unwrap_or_else(SymDim::unknown)
+                            }
+                        })
+                        .collect()
+                })
+            });
+            facts(dtype_of(inputs, 0), shape)
+        }
+        "Resize" | "Upsample" => facts(dtype_of(inputs, 0), resize_shape(node, inputs)),
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL2"
         | "ReduceL1" | "ReduceSumSquare" | "ReduceLogSumExp" | "ReduceLogSum" => {
             facts(dtype_of(inputs, 0), reduce_shape(node, inputs))
@@ -414,7 +438,11 @@ pub(super) fn shape_range(node: &OpNode, rank: usize) -> Option<(usize, usize)> 
 }
 
 fn reshape_shape(node: &OpNode, inputs: &[&ClassData]) -> Option<Shape> {
-    let target = input_value(inputs, 1)?.as_dims()?;
+    let Some(target) = input_value(inputs, 1).and_then(ConstValue::as_dims) else {
+        // A computed target still fixes the rank.
+        let rank = shape_of(inputs, 1)?.first()?.as_known()?;
+        return (0..rank).map(|_| Some(SymDim::unknown())).collect();
+    };
     let input = shape_of(inputs, 0);
     let allowzero = node.attr_int("allowzero").unwrap_or(0) != 0;
     let mut out: Vec<Option<SymDim>> = Vec::with_capacity(target.len());
@@ -434,9 +462,14 @@ fn reshape_shape(node: &OpNode, inputs: &[&ClassData]) -> Option<Shape> {
         }
     }
     if let Some(i) = infer_at {
-        let total = product(input?)?;
         let known: Vec<SymDim> = out.iter().flatten().cloned().collect();
-        out[i] = Some(total.div_exact(&product(&known)?)?);
+        // Where the quotient is no monomial the dim is an unknown size.
+        out[i] = Some(
+            product(input?)
+                .zip(product(&known))
+                .and_then(|(total, known)| total.div_exact(&known))
+                .unwrap_or_else(SymDim::unknown),
+        );
     }
     out.into_iter().collect()
 }
@@ -521,7 +554,11 @@ fn conv_shape(node: &OpNode, inputs: &[&ClassData]) -> Option<Shape> {
     }
     let mut out = vec![x[0].clone(), w[0].clone()];
     for i in 0..spatial {
-        let len = x[2 + i].as_known()?;
+        // Batch and output channels are known even when the spatial size is not.
+        let Some(len) = x[2 + i].as_known() else {
+            out.push(SymDim::unknown());
+            continue;
+        };
         if strides[i] <= 0 {
             return None;
         }
@@ -536,4 +573,78 @@ fn conv_shape(node: &OpNode, inputs: &[&ClassData]) -> Option<Shape> {
         out.push(SymDim::known((padded / strides[i]).checked_add(1)?));
     }
     Some(out)
+}
+
+/// A shape vector input (1-D integers): its value when folded, else as many unknown sizes
+/// as its (known) length.
+fn shape_vector(inputs: &[&ClassData], i: usize) -> Option<Shape> {
+    if let Some(dims) = input_value(inputs, i).and_then(ConstValue::as_dims) {
+        return Some(dims);
+    }
+    let len = shape_of(inputs, i)?;
+    let [len] = len.as_slice() else {
+        return None;
+    };
+    let len = usize::try_from(len.as_known()?).ok()?;
+    // Sizes are bounded by MAX_CONST_ELEMS elsewhere; a rank beyond it is no real shape.
+    (len <= crate::symbolic::MAX_CONST_ELEMS).then(|| vec![SymDim::unknown(); len])
+}
+
+/// `Resize` (X, roi, scales, sizes) and `Upsample` (X, scales): the rank is the input's;
+/// a dim is the `sizes` entry, or the input's dim where its scale is exactly 1, or the
+/// product with a known input dim; anything else is an unknown size.
+fn resize_shape(node: &OpNode, inputs: &[&ClassData]) -> Option<Shape> {
+    let x = shape_of(inputs, 0)?;
+    let rank = x.len();
+    let stretch = matches!(
+        node.attr_str("keep_aspect_ratio_policy")
+            .unwrap_or_default()
+            .as_str(),
+        "" | "stretch"
+    );
+    // With `axes` (opset 18) scales and sizes cover only some dims: not modelled.
+    if node.attr_ints("axes").is_some() || !stretch {
+        return Some(vec![SymDim::unknown(); rank]);
+    }
+    let (scales_at, sizes_at) = if node.op.as_str() == "Upsample" || inputs.len() == 2 {
+        (1, None)
+    } else {
+        (2, Some(3))
+    };
+    let present = |i: usize| inputs.get(i).is_some_and(|d| !super::is_absent(d));
+    if let Some(sizes_at) = sizes_at.filter(|&i| present(i)) {
+        let sizes = shape_vector(inputs, sizes_at)?;
+        return (sizes.len() == rank).then_some(sizes);
+    }
+    if !present(scales_at) {
+        return None;
+    }
+    let Some(scales) = input_value(inputs, scales_at).and_then(ConstValue::as_f64s) else {
+        return Some(vec![SymDim::unknown(); rank]);
+    };
+    if scales.len() != rank {
+        return None;
+    }
+    Some(
+        x.iter()
+            .zip(&scales)
+            .map(|(d, &f)| {
+                if f == 1.0 {
+                    return d.clone();
+                }
+                match d.as_known() {
+                    // ONNX: floor(input_dim * scale).
+                    Some(v) if f.is_finite() && f > 0.0 => {
+                        let out = (v as f64 * f).floor();
+                        if out <= i64::MAX as f64 {
+                            SymDim::known(out as i64)
+                        } else {
+                            SymDim::unknown()
+                        }
+                    }
+                    _ => SymDim::unknown(),
+                }
+            })
+            .collect(),
+    )
 }

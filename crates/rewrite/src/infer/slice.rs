@@ -145,3 +145,22 @@ pub(super) fn range_len(inputs: &[&ClassData]) -> Option<SymDim> {
         }
     }
 }
+
+/// `Slice` with bounds computed at run time: the rank and every dim outside the sliced axes
+/// are kept; a sliced axis is an unknown size. Needs constant `axes` (or no `axes` and
+/// `starts` of known length, which then covers the leading dims).
+pub(super) fn slice_shape_partial(inputs: &[&ClassData]) -> Option<Shape> {
+    let s = shape_of(inputs, 0)?;
+    let axes: Vec<i64> = match inputs.get(3) {
+        Some(d) if !is_absent(d) => d.value.as_ref()?.as_i64s()?,
+        _ => {
+            let n = shape_of(inputs, 1)?.first()?.as_known()?;
+            (0..n).collect()
+        }
+    };
+    let mut out = s.clone();
+    for a in axes {
+        out[norm_axis(a, s.len())?] = SymDim::unknown();
+    }
+    Some(out)
+}
