@@ -142,16 +142,13 @@ fn without<'a>(
     set: &FusionSet,
     removed: impl Iterator<Item = &'a str>,
 ) -> Result<FusionSet, RewriteError> {
-    let mut spec = String::from("none");
-    for name in set.names() {
-        spec.push(',');
-        spec.push_str(name);
+    let removed: Vec<&str> = removed.collect();
+    let kept: Vec<&str> = set.names().filter(|n| !removed.contains(n)).collect();
+    if kept.is_empty() {
+        "none".parse()
+    } else {
+        kept.join(",").parse()
     }
-    for name in removed {
-        spec.push_str(",-");
-        spec.push_str(name);
-    }
-    spec.parse()
 }
 
 /// Adds `value_info` (element type and shape from the analysis of the output graph) for
