@@ -229,10 +229,10 @@ fn swap_op(model: &mut Model, source: &mut ByteSource<'_>) {
     if !node.domain.is_empty() && node.domain != "ai.onnx" {
         return;
     }
-    if let Some(family) = FAMILIES.iter().find(|f| f.contains(&node.op_type.as_str())) {
-        if let Some(op) = source.pick(family) {
-            node.op_type = op.to_string();
-        }
+    if let Some(family) = FAMILIES.iter().find(|f| f.contains(&node.op_type.as_str()))
+        && let Some(op) = source.pick(family)
+    {
+        node.op_type = op.to_string();
     }
 }
 

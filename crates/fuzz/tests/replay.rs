@@ -1,5 +1,6 @@
 //! Replays every committed fuzzing finding (`regressions/<target>/<file>`, the minimized input
 //! of a crash or violation that was since fixed) through the same check the fuzz target runs.
+#![allow(clippy::panic)]
 
 use std::path::Path;
 
