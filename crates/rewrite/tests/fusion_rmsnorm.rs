@@ -6,14 +6,11 @@
 mod support;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use support::{Builder, count, max_diff, pseudo_random, run_with};
 use transfuse_interp::Value;
 use transfuse_ir::{AttrValue, DataType, Dim, Model, Tensor, ValueInfo};
-use transfuse_ort::{
-    LIBRARY_FILE_NAME, LIBRARY_PATH_VARIABLE, OrtRuntime, Session, SessionOptions,
-};
+use transfuse_ort::{OrtRuntime, Session, SessionOptions};
 
 /// How the RMS norm is spelled.
 #[derive(Clone, Copy, Debug)]
@@ -302,21 +299,10 @@ fn rms_norm_is_kept_when_the_fusion_is_off() {
     assert_eq!(count(&fused, "ReduceMean"), 1);
 }
 
+/// ONNX Runtime, found the project's one way (`ORT_DYLIB_PATH`, then the copy
+/// `cargo xtask ort-lib` provisions).
 fn ort_runtime() -> &'static OrtRuntime {
-    let path = match std::env::var_os(LIBRARY_PATH_VARIABLE).filter(|p| !p.is_empty()) {
-        Some(p) => PathBuf::from(p),
-        None => std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-            .join("onnxruntime")
-            .join(LIBRARY_FILE_NAME),
-    };
-    assert!(
-        path.is_file(),
-        "ONNX Runtime not found at {} (`cargo xtask ort-lib`)",
-        path.display()
-    );
-    OrtRuntime::init(&path).unwrap()
+    OrtRuntime::locate().unwrap_or_else(|e| panic!("ONNX Runtime: {e}"))
 }
 
 fn ort_run(model: &Model, inputs: &[(String, Tensor)]) -> Vec<Vec<f64>> {

@@ -5,33 +5,16 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use support::{Builder, count, run_with};
 use transfuse_ir::{AttrValue, MS_DOMAIN, Model, OpsetImport, Tensor};
-use transfuse_ort::{
-    LIBRARY_FILE_NAME, LIBRARY_PATH_VARIABLE, OptimizationLevel, OrtRuntime, Session,
-    SessionOptions,
-};
+use transfuse_ort::{OptimizationLevel, OrtRuntime, Session, SessionOptions};
 
-/// ONNX Runtime, from `ORT_DYLIB_PATH` or `target/onnxruntime/` (`cargo xtask ort-lib`
-/// provisions it).
+/// ONNX Runtime, found the project's one way (`ORT_DYLIB_PATH`, then the copy
+/// `cargo xtask ort-lib` provisions).
 fn ort_runtime() -> &'static OrtRuntime {
-    let path = match std::env::var_os(LIBRARY_PATH_VARIABLE).filter(|p| !p.is_empty()) {
-        Some(p) => PathBuf::from(p),
-        None => std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-            .join("onnxruntime")
-            .join(LIBRARY_FILE_NAME),
-    };
-    assert!(
-        path.is_file(),
-        "ONNX Runtime library not found at {} (set {LIBRARY_PATH_VARIABLE} or run `cargo xtask ort-lib`)",
-        path.display()
-    );
-    OrtRuntime::init(&path).unwrap()
+    OrtRuntime::locate().unwrap_or_else(|e| panic!("ONNX Runtime: {e}"))
 }
 
 /// Loads and runs `model` in ONNX Runtime at every optimization level.
