@@ -17,7 +17,7 @@ use transfuse_interp::{Interpreter, Value};
 use transfuse_ir::{AttrValue, DataType, Dim, MS_DOMAIN, Model, Tensor};
 use transfuse_ort::{OptimizationLevel, SessionOptions};
 use transfuse_parity::{
-    InputSource, InputSpec, Options, Padding, Runtime, Tolerance, max_abs_diff,
+    InputSource, InputSpec, Options, Padding, Runtime, Tolerance, max_abs_diff, read_test_data,
 };
 use transfuse_rewrite::{OptimizeOptions, explain, optimize};
 
@@ -121,20 +121,13 @@ fn every_t5_attention_fuses_with_scale_one_and_the_bias_once() {
 /// `test_data_set_0` inputs by graph input name, and the expected outputs.
 fn test_data(name: &str, model: &Model) -> (HashMap<String, Value>, Vec<Tensor>) {
     let dir = coverage_dir().join(name).join("test_data_set_0");
-    let inputs = model
-        .graph
+    let data = read_test_data(model, &dir).unwrap();
+    let inputs = data
         .inputs
         .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let t = Tensor::load_pb(dir.join(format!("input_{i}.pb"))).unwrap();
-            (v.name.clone(), Value::from_tensor(&t).unwrap())
-        })
+        .map(|t| (t.name.clone(), Value::from_tensor(t).unwrap()))
         .collect();
-    let outputs = (0..model.graph.outputs.len())
-        .map(|i| Tensor::load_pb(dir.join(format!("output_{i}.pb"))).unwrap())
-        .collect();
-    (inputs, outputs)
+    (inputs, data.outputs)
 }
 
 #[test]

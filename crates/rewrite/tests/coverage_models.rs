@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use transfuse_interp::{Interpreter, Value};
 use transfuse_ir::{Model, Tensor};
-use transfuse_parity::{InputSource, Options, Runtime, Tolerance, max_abs_diff};
+use transfuse_parity::{InputSource, Options, Runtime, Tolerance, max_abs_diff, read_test_data};
 use transfuse_rewrite::{OptimizeOptions, optimize};
 
 const TOLERANCE: f64 = 1e-4;
@@ -67,13 +67,8 @@ fn test_sets(name: &str, model: &Model) -> Vec<(Vec<Tensor>, Vec<Tensor>)> {
     assert!(!dirs.is_empty(), "{name}: no test_data_set_*");
     dirs.iter()
         .map(|dir| {
-            let inputs = (0..model.graph.inputs.len())
-                .map(|i| Tensor::load_pb(dir.join(format!("input_{i}.pb"))).unwrap())
-                .collect();
-            let outputs = (0..model.graph.outputs.len())
-                .map(|i| Tensor::load_pb(dir.join(format!("output_{i}.pb"))).unwrap())
-                .collect();
-            (inputs, outputs)
+            let data = read_test_data(model, dir).unwrap();
+            (data.inputs, data.outputs)
         })
         .collect()
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use transfuse_interp::{Interpreter, Value};
 use transfuse_ir::{Model, Tensor};
-use transfuse_parity::max_abs_diff;
+use transfuse_parity::{max_abs_diff, read_test_data};
 use transfuse_rewrite::{FusionSet, OptimizeOptions, optimize};
 
 /// The normalization and GELU fusions (attention and embedding fusions are tested on their own).
@@ -51,20 +51,13 @@ fn count(model: &Model, op: &str) -> usize {
 /// `test_data_set_0` inputs by graph input name, and the expected outputs.
 fn test_data(name: &str, model: &Model) -> (HashMap<String, Value>, Vec<Tensor>) {
     let dir = tiny_dir().join(name).join("test_data_set_0");
-    let inputs = model
-        .graph
+    let data = read_test_data(model, &dir).unwrap();
+    let inputs = data
         .inputs
         .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let t = Tensor::load_pb(dir.join(format!("input_{i}.pb"))).unwrap();
-            (v.name.clone(), Value::from_tensor(&t).unwrap())
-        })
+        .map(|t| (t.name.clone(), Value::from_tensor(t).unwrap()))
         .collect();
-    let outputs = (0..model.graph.outputs.len())
-        .map(|i| Tensor::load_pb(dir.join(format!("output_{i}.pb"))).unwrap())
-        .collect();
-    (inputs, outputs)
+    (inputs, data.outputs)
 }
 
 #[test]
