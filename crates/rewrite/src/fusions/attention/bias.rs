@@ -16,7 +16,7 @@ use super::canonical::{probs, scores_in};
 use crate::analysis::EGraph;
 use crate::error::RewriteError;
 use crate::lang::OpNode;
-use crate::rule::{Match, Rewrite, add_op, dtype, ops, rule, same, same_shape, shape};
+use crate::rule::{Match, Rewrite, add_op, dtype, ops, rule, same_shape};
 
 /// `(l, r)` of every `Add(l, r)` in class `id`, both orders.
 fn add_terms(eg: &EGraph, id: Id) -> Vec<(Id, Id)> {
@@ -33,13 +33,7 @@ fn add_terms(eg: &EGraph, id: Id) -> Vec<(Id, Id)> {
 /// both sums keeping the scores' shape and both biases float -> `Probs[0](s, b1 + b2)`.
 fn lift_two_biases(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     let x = m.get("?x")?;
-    let rank = shape(eg, x)?.len();
-    let last_axis = ops(eg, m.root, "", "Softmax").any(|(n, c)| {
-        c.first().is_some_and(|&i| same(eg, i, x))
-            && n.attr_int("axis")
-                .is_some_and(|a| rank == 4 && (a == -1 || a == 3))
-    });
-    if !last_axis || dtype(eg, x) != Some(DataType::Float) {
+    if !super::lift::float_softmax_over_last_axis(eg, m.root, x) {
         return None;
     }
     let float = |id: Id| dtype(eg, id) == Some(DataType::Float);

@@ -244,17 +244,25 @@ fn select_fill_is_additive(fill: f64) -> bool {
     fill == f64::NEG_INFINITY || fill <= f64::from(f32::MIN)
 }
 
-/// `Softmax(x, axis = last)` of a rank-4 `x` that is `Scores`, `Scores + bias`,
-/// `bias + Scores` or `Where(keep, Scores, lowest)` -> `Probs[0](scores, bias)`.
-fn lift_softmax(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
-    let x = m.get("?x")?;
-    let rank = shape(eg, x)?.len();
-    let last_axis = ops(eg, m.root, "", "Softmax").any(|(n, c)| {
+/// True when class `softmax` holds `Softmax(x)` over the last axis of a rank-4 float `x` (the
+/// attention probabilities' shape; shared by the softmax lifting rules).
+pub(super) fn float_softmax_over_last_axis(eg: &EGraph, softmax: Id, x: Id) -> bool {
+    let Some(rank) = shape(eg, x).map(|s| s.len()) else {
+        return false;
+    };
+    let last_axis = ops(eg, softmax, "", "Softmax").any(|(n, c)| {
         c.first().is_some_and(|&i| same(eg, i, x))
             && n.attr_int("axis")
                 .is_some_and(|a| rank == 4 && (a == -1 || a == 3))
     });
-    if !last_axis || dtype(eg, x) != Some(transfuse_ir::DataType::Float) {
+    last_axis && dtype(eg, x) == Some(transfuse_ir::DataType::Float)
+}
+
+/// `Softmax(x, axis = last)` of a rank-4 `x` that is `Scores`, `Scores + bias`,
+/// `bias + Scores` or `Where(keep, Scores, lowest)` -> `Probs[0](scores, bias)`.
+fn lift_softmax(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
+    let x = m.get("?x")?;
+    if !float_softmax_over_last_axis(eg, m.root, x) {
         return None;
     }
     if !scores_in(eg, x).is_empty() {
