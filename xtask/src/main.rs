@@ -1,14 +1,15 @@
 //! `cargo xtask <command>`: the project's command line.
 //!
-//! Each subcommand lives in its own module and is registered in [`Command`].
+//! Each subcommand lives in its own module, or in the library crate it drives (`transfuse-cli`
+//! for optimize and parity, `transfuse-bench` for bench and models), and is registered in
+//! [`Command`].
 
-mod bench;
 mod io_bench;
-mod models;
 mod optimize;
 mod ort_lib;
-mod paths;
 mod test_cmd;
+
+use transfuse_bench::{models, paths};
 
 use clap::{Parser, Subcommand};
 
@@ -35,9 +36,18 @@ enum Command {
     /// Compare a model with a candidate (or with expected outputs) on the same inputs, in the reference interpreter or ONNX Runtime (`transfuse parity`).
     Parity(transfuse_cli::parity::Args),
     /// Benchmark latency of original, ONNX Runtime-optimized, peer-optimized and transfuse-optimized models (page under target/bench; --publish updates docs/benchmarks.md).
-    Bench(bench::Args),
+    Bench(transfuse_bench::Args),
     /// Provision ONNX Runtime and the benchmark models, then run the whole test suite.
     Test(test_cmd::Args),
+}
+
+/// `bench`: a measuring run needs ONNX Runtime's library, provisioned here first (the bench
+/// crate only locates it); `--render-only` does not.
+fn bench(args: transfuse_bench::Args) -> anyhow::Result<()> {
+    if !args.render_only {
+        ort_lib::runtime()?;
+    }
+    transfuse_bench::run(args)
 }
 
 fn main() {
@@ -47,7 +57,7 @@ fn main() {
         Command::Models(a) => models::run(a),
         Command::OrtLib(a) => ort_lib::run(a),
         Command::Parity(a) => transfuse_cli::parity::run(a),
-        Command::Bench(a) => bench::run(a),
+        Command::Bench(a) => bench(a),
         Command::IoBench(a) => io_bench::run(a),
         Command::Test(a) => test_cmd::run(a),
     };

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use transfuse_cli::optimize::Flags;
 
-use crate::paths;
+use transfuse_bench::paths;
 
 /// The model optimized when no input is given.
 pub const BUNDLED_MODEL: &str = "tiny/bert_sdpa_ts_op17.onnx";

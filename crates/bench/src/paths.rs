@@ -2,15 +2,17 @@
 
 use std::path::PathBuf;
 
-/// The workspace root (the parent of `xtask/`).
+/// The workspace root (two levels above this crate's manifest, `crates/bench/`).
 ///
 /// That is the checkout the binary was built in; when that directory is gone (a release binary
 /// copied to another machine), the nearest directory at or above the current one that holds
 /// `xtask/Cargo.toml`.
 pub fn root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if manifest.join("Cargo.toml").is_file() {
-        return manifest.parent().map(PathBuf::from).unwrap_or(manifest);
+    if manifest.join("Cargo.toml").is_file()
+        && let Some(root) = manifest.ancestors().nth(2)
+    {
+        return root.to_path_buf();
     }
     std::env::current_dir()
         .ok()
@@ -19,7 +21,12 @@ pub fn root() -> PathBuf {
                 .find(|d| d.join("xtask").join("Cargo.toml").is_file())
                 .map(PathBuf::from)
         })
-        .unwrap_or_else(|| manifest.parent().map(PathBuf::from).unwrap_or(manifest))
+        .unwrap_or_else(|| {
+            manifest
+                .ancestors()
+                .nth(2)
+                .map_or(manifest.clone(), PathBuf::from)
+        })
 }
 
 /// `testdata/models`.

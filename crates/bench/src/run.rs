@@ -18,7 +18,7 @@ use super::publish::save_run;
 use super::python;
 use super::results::{BenchRun, ConfigId, ModelResult, OptimizerId, SCHEMA, Tool};
 use super::system;
-use crate::{ort_lib, paths};
+use crate::paths;
 
 struct Bar {
     bar: ProgressBar,
@@ -55,7 +55,7 @@ pub fn measure(args: &Args, json: &Path) -> Result<BenchRun> {
     let started_utc = system::utc_now();
     let mut machine = system::machine();
     let specs = resolve_models(args)?;
-    let runtime = ort_lib::runtime()?;
+    let runtime = transfuse_ort::OrtRuntime::locate()?;
     if args.provider != ExecutionProvider::Cpu {
         machine.gpu = system::gpu_name();
     }
