@@ -32,7 +32,8 @@ use crate::options::{FusionSet, RunnerLimits};
 pub struct UnfusedSite {
     /// The family (`attention`, `norms`, `gelu`).
     pub family: &'static str,
-    /// The closest rule (`attention`, `layernorm-core`, `gelu`, `fastgelu`, `quickgelu`).
+    /// The closest rule (`attention`, `layernorm-core`, `rmsnorm`, `gelu`, `fastgelu`,
+    /// `quickgelu`).
     pub rule: &'static str,
     /// The site node's name (its first output's name when the node has none).
     pub node: String,
@@ -101,8 +102,13 @@ const FAMILIES: &[(&str, &[&str])] = &[
 pub fn explain(optimized: &Model) -> Explanation {
     let graph = &optimized.graph;
     let facts = GraphFacts::new(graph);
-    let has_softmax = graph.nodes.iter().any(|n| n.op_type == "Softmax");
-    let attention = if has_softmax {
+    // The analysis e-graph gives attention sites their stage-by-stage diagnosis and norm
+    // sites the shapes the graph does not declare.
+    let needs_analysis = graph
+        .nodes
+        .iter()
+        .any(|n| matches!(n.op_type.as_str(), "Softmax" | "ReduceMean"));
+    let attention = if needs_analysis {
         attention_egraph(optimized)
     } else {
         None
@@ -113,11 +119,26 @@ pub fn explain(optimized: &Model) -> Explanation {
         .filter(|n| n.is_onnx())
         .filter_map(|n| {
             let mut found = diagnose(&facts, n)?;
-            if let (Some((eg, names)), "Softmax") = (&attention, n.op_type.as_str()) {
-                let class = |v: Option<&String>| v.and_then(|v| names.get(v.as_str())).copied();
-                if let (Some(s), Some(x)) = (class(n.outputs.first()), class(n.inputs.first())) {
-                    found.reason = crate::fusions::diagnose_attention(eg, s, x);
+            let Some((eg, names)) = &attention else {
+                return Some(found);
+            };
+            let class = |v: Option<&String>| v.and_then(|v| names.get(v.as_str())).copied();
+            match n.op_type.as_str() {
+                "Softmax" => {
+                    if let (Some(s), Some(x)) = (class(n.outputs.first()), class(n.inputs.first()))
+                    {
+                        found.reason = crate::fusions::diagnose_attention(eg, s, x);
+                    }
                 }
+                "ReduceMean" => {
+                    let last_known = class(n.inputs.first())
+                        .and_then(|x| crate::rule::last_dim(eg, x))
+                        .is_some_and(|d| d.as_known().is_some());
+                    if last_known {
+                        (found.rule, found.reason) = mean_site(&facts, n, true);
+                    }
+                }
+                _ => {}
             }
             Some(found)
         })
@@ -170,6 +191,7 @@ fn attention_egraph(optimized: &Model) -> Option<(EGraph, HashMap<String, Id>)> 
 
 /// Producers, consumers and declared shapes of a graph's values.
 struct GraphFacts<'g> {
+    graph: &'g Graph,
     producer: HashMap<&'g str, &'g Node>,
     consumers: HashMap<&'g str, Vec<&'g Node>>,
     shapes: HashMap<&'g str, &'g [Dim]>,
@@ -195,6 +217,7 @@ impl<'g> GraphFacts<'g> {
             .filter_map(|v| Some((v.name.as_str(), v.shape()?)))
             .collect();
         GraphFacts {
+            graph,
             producer,
             consumers,
             shapes,
@@ -207,6 +230,34 @@ impl<'g> GraphFacts<'g> {
 
     fn producer_op(&self, value: &str) -> Option<&'g Node> {
         self.producer.get(value).copied()
+    }
+
+    /// The producer of `value`, looking through `Cast`s (T5 casts to f32 before its norm).
+    fn producer_op_through_casts(&self, value: &str) -> Option<&'g Node> {
+        let mut node = self.producer_op(value)?;
+        for _ in 0..4 {
+            if node.op_type != "Cast" {
+                break;
+            }
+            node = self.producer_op(node.inputs.first()?)?;
+        }
+        Some(node)
+    }
+
+    /// The number held by a one-element constant (an initializer or a `Constant` node).
+    fn scalar(&self, value: &str) -> Option<f64> {
+        let one_element = |t: &transfuse_ir::Tensor| match t.numel() {
+            Ok(1) => t.to_f64_vec().ok()?.first().copied(),
+            _ => None,
+        };
+        if let Some(t) = self.graph.initializers.get(value) {
+            return one_element(t);
+        }
+        let node = self.producer_op(value)?;
+        (node.op_type == "Constant")
+            .then(|| node.attr_tensor("value"))
+            .flatten()
+            .and_then(one_element)
     }
 }
 
@@ -233,7 +284,10 @@ fn site(
 fn diagnose(facts: &GraphFacts<'_>, n: &Node) -> Option<UnfusedSite> {
     match n.op_type.as_str() {
         "Softmax" => Some(site("attention", "attention", n, softmax_reason(facts, n))),
-        "ReduceMean" => Some(site("norms", "layernorm-core", n, mean_reason(facts, n))),
+        "ReduceMean" => {
+            let (rule, reason) = mean_site(facts, n, false);
+            Some(site("norms", rule, n, reason))
+        }
         "Erf" => Some(site(
             "gelu",
             "gelu",
@@ -331,10 +385,65 @@ fn softmax_reason(facts: &GraphFacts<'_>, n: &Node) -> String {
         .to_string()
 }
 
-fn mean_reason(facts: &GraphFacts<'_>, n: &Node) -> String {
+/// The closest norm rule for a `ReduceMean` site and the first condition that fails.
+/// `last_dim_known`: the analysis proved the reduced axis's length (the graph may not
+/// declare it).
+fn mean_site(facts: &GraphFacts<'_>, n: &Node, last_dim_known: bool) -> (&'static str, String) {
     let Some(input) = n.inputs.first() else {
-        return "mean has no input".to_string();
+        return ("layernorm-core", "mean has no input".to_string());
     };
+    if is_square(facts, input) {
+        return ("rmsnorm", rms_reason(facts, n, input, last_dim_known));
+    }
+    (
+        "layernorm-core",
+        mean_reason(facts, n, input, last_dim_known),
+    )
+}
+
+/// True when `value` is `x * x` or `Pow(x, 2)` (the mean of squares of an RMS norm).
+fn is_square(facts: &GraphFacts<'_>, value: &str) -> bool {
+    facts
+        .producer_op(value)
+        .is_some_and(|p| match p.op_type.as_str() {
+            "Mul" => p.inputs.len() == 2 && p.inputs[0] == p.inputs[1],
+            "Pow" => p
+                .inputs
+                .get(1)
+                .is_some_and(|e| facts.scalar(e) == Some(2.0)),
+            _ => false,
+        })
+}
+
+/// Why an RMS norm (`mean(x²)` over the last axis) is still there.
+fn rms_reason(facts: &GraphFacts<'_>, n: &Node, input: &str, last_dim_known: bool) -> String {
+    let structural = mean_reason(facts, n, input, last_dim_known);
+    if !structural.starts_with("not a complete norm") {
+        return structural;
+    }
+    // Only the residual form has a kernel this tool emits: SimplifiedLayerNormalization is
+    // registered by ONNX Runtime under the default ONNX domain, which the ONNX checker
+    // rejects, and ONNX's own RMSNormalization needs opset 23.
+    let after_add = facts
+        .producer_op(input)
+        .and_then(|square| square.inputs.first())
+        .and_then(|x| facts.producer_op_through_casts(x))
+        .is_some_and(|p| p.op_type == "Add");
+    if after_add {
+        "RMS norm of a residual sum that skiprmsnorm did not fuse: x / sqrt(mean(x²) + eps) * g \
+         with a constant epsilon and a scale g of the last dim's length, the sum of two \
+         same-shape float tensors"
+            .to_string()
+    } else {
+        "an RMS norm without a residual Add before it: only SkipSimplifiedLayerNormalization \
+         (com.microsoft) is emitted; the plain SimplifiedLayerNormalization sits in the \
+         default ONNX domain, which the ONNX checker rejects, and ONNX's RMSNormalization \
+         needs opset 23"
+            .to_string()
+    }
+}
+
+fn mean_reason(facts: &GraphFacts<'_>, n: &Node, input: &str, last_dim_known: bool) -> String {
     let rank = facts.rank(input);
     let axes = n.attr_ints("axes").map(<[i64]>::to_vec);
     let last_only = match (&axes, rank) {
@@ -352,8 +461,8 @@ fn mean_reason(facts: &GraphFacts<'_>, n: &Node) -> String {
     if n.attr_int("keepdims") == Some(0) {
         return "mean drops the reduced axis (keepdims = 0)".to_string();
     }
-    let last_dim = facts.shapes.get(input.as_str()).and_then(|s| s.last());
-    if !matches!(last_dim, Some(Dim::Known(_))) {
+    let last_dim = facts.shapes.get(input).and_then(|s| s.last());
+    if !last_dim_known && !matches!(last_dim, Some(Dim::Known(_))) {
         return "last dim of x unknown".to_string();
     }
     "not a complete norm: x - mean(x), a variance of it (or mean(x²) for RMS) plus a \

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use transfuse_interp::{Interpreter, Value};
 use transfuse_ir::{Model, Tensor};
 use transfuse_parity::{InputSource, Options, Runtime, Tolerance, max_abs_diff, read_test_data};
-use transfuse_rewrite::{OptimizeOptions, optimize};
+use transfuse_rewrite::{OptimizeOptions, explain, optimize};
 
 const TOLERANCE: f64 = 1e-4;
 
@@ -140,11 +140,20 @@ fn coverage_models_fuse_and_stay_exact() {
                 (new > 0 && had == 0).then(|| format!("{op} {new}"))
             })
             .collect();
+        // Every site left is explained, with the closest rule and a reason.
+        let explanation = explain(&fused);
         let sites: Vec<String> = SITES
             .iter()
             .filter_map(|op| {
                 let n = after.get(*op).copied().unwrap_or(0);
-                (n > 0).then(|| format!("{op} {n}"))
+                let explained: Vec<_> =
+                    explanation.unfused.iter().filter(|s| s.op == *op).collect();
+                assert_eq!(explained.len(), n, "{name}: {op} sites explained");
+                assert!(explained.iter().all(|s| !s.reason.is_empty()), "{name}");
+                let rules: std::collections::BTreeSet<&str> =
+                    explained.iter().map(|s| s.rule).collect();
+                let rules: Vec<&str> = rules.into_iter().collect();
+                (n > 0).then(|| format!("{op} {n} ({})", rules.join(", ")))
             })
             .collect();
         writeln!(

@@ -18,7 +18,7 @@ struct Form {
     /// `x * x` instead of `Pow(x, 2)`.
     mul_square: bool,
     /// 0: `Div(x, Sqrt)`, 1: `Mul(x, Reciprocal(Sqrt))`, 2: `Mul(Reciprocal(Sqrt), x)`,
-    /// 3: `Mul(x, Pow(.., -0.5))`.
+    /// 3: `Mul(x, Pow(.., -0.5))`, 4: `Mul(x, Div(1, Sqrt))` (TorchScript's `rsqrt`).
     division: u8,
     /// T5: statistics on `Cast(x, float)`.
     cast: bool,
@@ -75,6 +75,12 @@ fn rms(b: &mut Builder, x: &str, form: Form) -> String {
             } else {
                 b.op("Mul", &[&r, &x])
             }
+        }
+        4 => {
+            let s = b.op("Sqrt", &[&ve]);
+            let one = b.scalar(1.0);
+            let r = b.op("Div", &[&one, &s]);
+            b.op("Mul", &[&x, &r])
         }
         _ => {
             let p = b.scalar(-0.5);
@@ -157,7 +163,7 @@ fn the_norm(model: &Model) -> &transfuse_ir::Node {
 fn rms_forms_fuse_and_match() {
     let mut forms = Vec::new();
     for mul_square in [false, true] {
-        for division in 0..4 {
+        for division in 0..5 {
             for cast in [false, true] {
                 forms.push(Form {
                     mul_square,

@@ -5,7 +5,8 @@
 //! fusion patterns need one spelling for "times a constant". Two scalar factors in a row
 //! fold into one new constant (`(a * c1) * c2` -> `a * (c1 * c2)`, the product rounded once
 //! in f32: it differs from the two roundings of the original by at most an ulp or two of
-//! the result, well inside the parity tolerance); `a + Neg(b)` is `a - b`; `Identity`, a
+//! the result, well inside the parity tolerance); `a + Neg(b)` is `a - b`; `1 / y` is
+//! `Reciprocal(y)` (both correctly rounded, so bit-exact); `Identity`, a
 //! `Cast` to the type its input already has and a `Reshape` to the shape its input already
 //! has (both shapes proven equal by the analysis) are their input.
 
@@ -61,6 +62,20 @@ fn fold_scalar_factors(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     Some(add_op(eg, OpNode::new("Mul", ""), vec![a, c]))
 }
 
+/// `1 / y` -> `Reciprocal(y)`, when the one-element constant 1 does not widen `y`'s shape
+/// (its rank is at most `y`'s and every dim is 1) and `y` is a float tensor.
+fn div_one_is_reciprocal(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
+    let (one, y) = (m.get("?one")?, m.get("?y")?);
+    if !is_const(eg, one) || scalar(eg, one) != Some(1.0) || !is_float(eg, y) {
+        return None;
+    }
+    let one_rank = shape(eg, one)?.len();
+    if one_rank > shape(eg, y)?.len() || dtype(eg, one) != dtype(eg, y) {
+        return None;
+    }
+    Some(add_op(eg, OpNode::new("Reciprocal", ""), vec![y]))
+}
+
 /// `Cast(x, to)` where `x` already has type `to` -> `x`.
 fn noop_cast(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     let x = m.get("?x")?;
@@ -107,6 +122,11 @@ pub fn rules() -> Result<Vec<Rewrite>, RewriteError> {
                 let (a, b) = (m.get("?a")?, m.get("?b")?);
                 Some(add_op(eg, OpNode::new("Sub", ""), vec![a, b]))
             },
+        )?,
+        rule(
+            "div-one-is-reciprocal",
+            &["(Div ?one ?y)"],
+            div_one_is_reciprocal,
         )?,
         rule("identity-is-input", &["(Identity ?x)"], |_, m| m.get("?x"))?,
         rule("noop-cast-is-input", &["(Cast ?x)"], noop_cast)?,
