@@ -6,7 +6,9 @@
 //! fold into one new constant (`(a * c1) * c2` -> `a * (c1 * c2)`, the product rounded once
 //! in f32: it differs from the two roundings of the original by at most an ulp or two of
 //! the result, well inside the parity tolerance); `a + Neg(b)` is `a - b`; `1 / y` is
-//! `Reciprocal(y)` (both correctly rounded, so bit-exact); `Identity`, a
+//! `Reciprocal(y)` (both correctly rounded, so bit-exact); dividing by a power of two is
+//! multiplying by its reciprocal (exact); `Pow(v, -0.5)` is `Reciprocal(Sqrt(v))` (within an
+//! ulp; the extractor keeps the cheaper `Pow` wherever no fusion consumes it); `Identity`, a
 //! `Cast` to the type its input already has and a `Reshape` to the shape its input already
 //! has (both shapes proven equal by the analysis) are their input.
 
@@ -76,6 +78,51 @@ fn div_one_is_reciprocal(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     Some(add_op(eg, OpNode::new("Reciprocal", ""), vec![y]))
 }
 
+/// `x / c` -> `x * (1/c)` for a one-element f32 constant `c` that is a power of two (its
+/// reciprocal is exact, so both compute the same bits).
+fn div_power_of_two_is_mul(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
+    let (x, c) = (m.get("?x")?, m.get("?c")?);
+    if !is_const(eg, c) || is_const(eg, x) || dtype(eg, c) != Some(DataType::Float) {
+        return None;
+    }
+    if dtype(eg, x) != Some(DataType::Float) || shape(eg, c)?.len() > shape(eg, x)?.len() {
+        return None;
+    }
+    let k = scalar(eg, c)? as f32;
+    let (mantissa, _) = frexp(k)?;
+    if mantissa != 0.5 {
+        return None;
+    }
+    let rank = shape(eg, c)?.len();
+    let r = add_f32(eg, vec![1; rank], &[1.0 / k]);
+    Some(add_op(eg, OpNode::new("Mul", ""), vec![x, r]))
+}
+
+/// `k = m * 2^e` with `|m|` in [0.5, 1), for finite nonzero `k`; `m` is returned as `|m|`.
+fn frexp(k: f32) -> Option<(f32, i32)> {
+    if !k.is_normal() {
+        return None;
+    }
+    let bits = k.abs().to_bits();
+    let exponent = ((bits >> 23) & 0xff) as i32 - 126;
+    let mantissa = f32::from_bits((bits & 0x007f_ffff) | (126 << 23));
+    Some((mantissa, exponent))
+}
+
+/// `Pow(v, -0.5)` -> `Reciprocal(Sqrt(v))`, for a float `v` and a one-element exponent that
+/// does not widen `v`'s shape.
+fn pow_minus_half_is_rsqrt(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
+    let (v, p) = (m.get("?v")?, m.get("?p")?);
+    if !is_const(eg, p) || scalar(eg, p) != Some(-0.5) || !is_float(eg, v) {
+        return None;
+    }
+    if shape(eg, p)?.len() > shape(eg, v)?.len() {
+        return None;
+    }
+    let root = add_op(eg, OpNode::new("Sqrt", ""), vec![v]);
+    Some(add_op(eg, OpNode::new("Reciprocal", ""), vec![root]))
+}
+
 /// `Cast(x, to)` where `x` already has type `to` -> `x`.
 fn noop_cast(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     let x = m.get("?x")?;
@@ -127,6 +174,16 @@ pub fn rules() -> Result<Vec<Rewrite>, RewriteError> {
             "div-one-is-reciprocal",
             &["(Div ?one ?y)"],
             div_one_is_reciprocal,
+        )?,
+        rule(
+            "div-power-of-two-is-mul",
+            &["(Div ?x ?c)"],
+            div_power_of_two_is_mul,
+        )?,
+        rule(
+            "pow-minus-half-is-rsqrt",
+            &["(Pow ?v ?p)"],
+            pow_minus_half_is_rsqrt,
         )?,
         rule("identity-is-input", &["(Identity ?x)"], |_, m| m.get("?x"))?,
         rule("noop-cast-is-input", &["(Cast ?x)"], noop_cast)?,

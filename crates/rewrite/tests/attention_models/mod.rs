@@ -244,6 +244,14 @@ pub enum ScaleForm {
     MulReciprocal,
     /// `MatMul(Mul(Q, d^-1/4), Mul(Kᵀ, d^-1/4))` (SDPA through TorchScript).
     BothSides,
+    /// `Mul(1/√d, MatMul(Q, Kᵀ))`: the constant first.
+    ConstantFirst,
+    /// `MatMul(Div(Q, √d), Kᵀ)`: the whole scale on the query.
+    OnQuery,
+    /// `MatMul(Q, Mul(Kᵀ, 1/√d))`: the whole scale on the key.
+    OnKey,
+    /// `MatMul(Div(Q, d^1/4), Div(Kᵀ, d^1/4))`.
+    BothSidesDiv,
     /// A per-head `[1, N, 1, 1]` vector: not a single scale, must not fuse.
     PerHeadVector,
     /// `Mul(MatMul(Q, Kᵀ), 0)`: ONNX Runtime reads a zero `scale` as the default, must not
@@ -415,6 +423,29 @@ pub fn bert_attention_layer(opts: AttentionOptions) -> Model {
             let ck = b.const_scalar_f32(c);
             let qs = b.op("Mul", &[&q, &cq], vec![]);
             let ks = b.op("Mul", &[&kt, &ck], vec![]);
+            b.op("MatMul", &[&qs, &ks], vec![])
+        }
+        ScaleForm::ConstantFirst => {
+            let qk = b.op("MatMul", &[&q, &kt], vec![]);
+            let c = b.const_scalar_f32(1.0 / (d as f32).sqrt());
+            b.op("Mul", &[&c, &qk], vec![])
+        }
+        ScaleForm::OnQuery => {
+            let c = b.const_scalar_f32((d as f32).sqrt());
+            let qs = b.op("Div", &[&q, &c], vec![]);
+            b.op("MatMul", &[&qs, &kt], vec![])
+        }
+        ScaleForm::OnKey => {
+            let c = b.const_scalar_f32(1.0 / (d as f32).sqrt());
+            let ks = b.op("Mul", &[&kt, &c], vec![]);
+            b.op("MatMul", &[&q, &ks], vec![])
+        }
+        ScaleForm::BothSidesDiv => {
+            let c = (d as f32).powf(0.25);
+            let cq = b.const_scalar_f32(c);
+            let ck = b.const_scalar_f32(c);
+            let qs = b.op("Div", &[&q, &cq], vec![]);
+            let ks = b.op("Div", &[&kt, &ck], vec![]);
             b.op("MatMul", &[&qs, &ks], vec![])
         }
         ScaleForm::Zero => {
