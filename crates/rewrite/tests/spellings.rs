@@ -107,12 +107,12 @@ fn scaled_product(b: &mut Builder, c: &mut Choices, x: &str, y: &str, k: f32) ->
     }
 }
 
-/// `1 / sqrt(v)` times `x`, in one of five spellings.
+/// `1 / sqrt(v)` times `x`, in one of four spellings.
 fn times_rsqrt(b: &mut Builder, c: &mut Choices, x: &str, v: &str) -> String {
-    match (c.pick / 3) % 5 {
+    match (c.pick / 3) % 4 {
         0 => {
             let s = b.op("Sqrt", &[v]);
-            return b.op("Div", &[x, &s]);
+            b.op("Div", &[x, &s])
         }
         1 => {
             let s = b.op("Sqrt", &[v]);
