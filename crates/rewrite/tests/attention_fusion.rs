@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use attention_models::{
-    AttentionOptions, KeyTransposeForm, MaskForm, ScaleForm, bert_attention_layer, packed_qkv_layer,
+    AttentionOptions, KeyTransposeForm, MaskForm, ScaleForm, Unbind, bert_attention_layer,
+    packed_qkv_layer, packed_qkv_layer_unbound,
 };
 use transfuse_ir::{Model, Node};
 use transfuse_rewrite::{OptimizeOptions, optimize};
@@ -148,6 +149,22 @@ fn packed_qkv_uses_the_weight_as_is() {
         node.inputs.len() <= 3,
         "no mask, no bias: {:?}",
         node.inputs
+    );
+}
+
+/// The dynamo exporter's `unbind` (three `Slice`s of axis 0, the last one open-ended) is
+/// the same packed projection.
+#[test]
+fn packed_qkv_cut_by_slices_uses_the_weight_as_is() {
+    let model = packed_qkv_layer_unbound(32, 4, false, Unbind::Slices);
+    let fused = optimized(&model, "attention");
+    let attention = fused_nodes(&fused, "Attention");
+    assert_eq!(attention.len(), 1, "{:?}", fused.graph.op_histogram());
+    assert_eq!(
+        count(&fused, "Slice"),
+        0,
+        "{:?}",
+        fused.graph.op_histogram()
     );
 }
 

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use attention_models::Rng;
 use attention_models::{
-    AttentionOptions, KeyTransposeForm, MaskForm, ScaleForm, bert_attention_layer, packed_qkv_layer,
+    AttentionOptions, KeyTransposeForm, MaskForm, ScaleForm, Unbind, bert_attention_layer,
+    packed_qkv_layer, packed_qkv_layer_unbound,
 };
 use transfuse_ir::{DataType, Model, Tensor};
 use transfuse_ort::{OptimizationLevel, SessionOptions};
@@ -179,6 +180,10 @@ fn synthetic_models() -> Vec<(String, Model)> {
     models.push((
         "synthetic packed qkv, weight an input".to_string(),
         packed_qkv_layer(32, 4, true),
+    ));
+    models.push((
+        "synthetic packed qkv cut by slices".to_string(),
+        packed_qkv_layer_unbound(32, 4, false, Unbind::Slices),
     ));
     models
 }

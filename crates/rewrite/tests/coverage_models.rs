@@ -28,6 +28,9 @@ const FULLY_FUSED: &[&str] = &[
     "dinov2_sdpa_ts_op17",
     "timm_vit_dyn_eager_ts_op14",
     "timm_vit_dyn_sdpa_ts_op17",
+    "vit_interp_sdpa_dynamo_op18",
+    "dinov2_sdpa_dynamo_op18",
+    "timm_vit_dyn_sdpa_dynamo_op18",
 ];
 
 fn coverage_dir() -> PathBuf {

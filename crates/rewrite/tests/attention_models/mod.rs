@@ -517,6 +517,26 @@ pub fn bert_attention_layer(opts: AttentionOptions) -> Model {
 /// With `weight_is_input` the qkv weight is a graph input (`qkv_weight [H, 3H]`) instead of
 /// an initializer, so the projection cannot be packed into `Attention`'s weights.
 pub fn packed_qkv_layer(hidden: i64, heads: i64, weight_is_input: bool) -> Model {
+    packed_qkv_layer_unbound(hidden, heads, weight_is_input, Unbind::Split)
+}
+
+/// How the packed `[3, B, N, S, d]` tensor is cut into q, k and v.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unbind {
+    /// `Split([1, 1, 1], axis 0)` then `Squeeze(axis 0)` (TorchScript).
+    Split,
+    /// `Slice([i], [i + 1], [0])` then `Squeeze(axis 0)`, the last end `i64::MAX` (dynamo's
+    /// `unbind`).
+    Slices,
+}
+
+/// [`packed_qkv_layer`] with the given [`Unbind`] spelling.
+pub fn packed_qkv_layer_unbound(
+    hidden: i64,
+    heads: i64,
+    weight_is_input: bool,
+    unbind: Unbind,
+) -> Model {
     let h = hidden;
     let n = heads;
     let d = h / n;
@@ -549,9 +569,21 @@ pub fn packed_qkv_layer(hidden: i64, heads: i64, weight_is_input: bool) -> Model
     );
     let qkv5 = b.op("Reshape", &[&qkv, &target], vec![]);
     let t = b.transpose(&qkv5, &[2, 0, 3, 1, 4]);
-    let split = b.const_i64s(&[1, 1, 1]);
-    let parts = b.op_multi("Split", &[&t, &split], 3, vec![("axis", AttrValue::Int(0))]);
     let zero = b.const_i64s(&[0]);
+    let parts = match unbind {
+        Unbind::Split => {
+            let split = b.const_i64s(&[1, 1, 1]);
+            b.op_multi("Split", &[&t, &split], 3, vec![("axis", AttrValue::Int(0))])
+        }
+        Unbind::Slices => [(0, 1), (1, 2), (2, i64::MAX)]
+            .iter()
+            .map(|&(start, end)| {
+                let start = b.const_i64s(&[start]);
+                let end = b.const_i64s(&[end]);
+                b.op("Slice", &[&t, &start, &end, &zero], vec![])
+            })
+            .collect(),
+    };
     let q = b.op("Squeeze", &[&parts[0], &zero], vec![]);
     let k = b.op("Squeeze", &[&parts[1], &zero], vec![]);
     let v = b.op("Squeeze", &[&parts[2], &zero], vec![]);

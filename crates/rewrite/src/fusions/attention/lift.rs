@@ -116,7 +116,8 @@ fn lift_key_transpose_merged_batch(eg: &mut EGraph, m: &Match<'_>) -> Option<Id>
 }
 
 /// timm's packed qkv: part `i` of `Split(Transpose(Reshape(t, [B,S,3,N,d]), [2,0,3,1,4]),
-/// [1,1,1], axis 0)`, squeezed on axis 0 (or `Gather(.., i, axis 0)`), is
+/// [1,1,1], axis 0)` or of a `Slice` keeping element `i` of axis 0, squeezed on axis 0 (or
+/// `Gather(.., i, axis 0)`), is
 /// `HeadSplit[N](Columns[i·H, (i+1)·H](t))` with `H = N·d`.
 fn packed_part(eg: &EGraph, t5: Id, index: i64, result: Id) -> Option<(i64, i64, Id)> {
     let (perm, r5) = transposes(eg, t5)
@@ -142,15 +143,9 @@ fn packed_part(eg: &EGraph, t5: Id, index: i64, result: Id) -> Option<(i64, i64,
     (shape(eg, result) == Some(&expected)).then_some((n, index.checked_mul(h)?, t))
 }
 
-fn lift_packed_qkv_split(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
-    let part = m.get("?part")?;
-    // Squeeze must remove axis 0 only: the result is the part without its leading 1.
-    let part_shape = shape(eg, part)?;
-    if part_shape.first() != Some(&SymDim::known(1))
-        || shape(eg, m.root).map(|s| &s[..]) != Some(&part_shape[1..])
-    {
-        return None;
-    }
+/// `(i, t5)` when class `part` is output `i` of `Split(t5, axis 0)` into three parts of
+/// length 1.
+fn split_part(eg: &EGraph, part: Id) -> Option<(i64, Id)> {
     let (index, tuple) = eg[part].nodes.iter().find_map(|n| match n {
         Onnx::Proj(i, [tuple]) => Some((i64::from(*i), *tuple)),
         _ => None,
@@ -165,6 +160,49 @@ fn lift_packed_qkv_split(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
             .then(|| c.first().copied())
             .flatten()
     })?;
+    Some((index, t5))
+}
+
+/// `(i, t5)` when class `part` is `Slice(t5, [i], [e], [0])` (steps absent or `[1]`) that
+/// keeps exactly element `i` of axis 0: `e`, clamped to the axis's known length, is `i + 1`
+/// (the dynamo exporter's `unbind`).
+fn unit_slice_on_axis0(eg: &EGraph, part: Id) -> Option<(i64, Id)> {
+    let ints = |id: Id| data(eg, id).value.as_ref()?.as_i64s();
+    ops(eg, part, "", "Slice").find_map(|(_, c)| {
+        let (&t5, &starts, &ends) = (c.first()?, c.get(1)?, c.get(2)?);
+        let len = shape(eg, t5)?.first()?.as_known()?;
+        let (starts, ends) = (ints(starts)?, ints(ends)?);
+        let ([start], [end]) = (starts.as_slice(), ends.as_slice()) else {
+            return None;
+        };
+        let axis_zero = match c.get(3) {
+            Some(&axes) if !eg[axes].nodes.iter().any(|n| matches!(n, Onnx::Absent)) => {
+                matches!(ints(axes)?.as_slice(), [0])
+            }
+            _ => true,
+        };
+        let unit_step = match c.get(4) {
+            Some(&steps) if !eg[steps].nodes.iter().any(|n| matches!(n, Onnx::Absent)) => {
+                matches!(ints(steps)?.as_slice(), [1])
+            }
+            _ => true,
+        };
+        let start = *start;
+        (axis_zero && unit_step && (0..len).contains(&start) && (*end).min(len) == start + 1)
+            .then_some((start, t5))
+    })
+}
+
+fn lift_packed_qkv_split(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
+    let part = m.get("?part")?;
+    // Squeeze must remove axis 0 only: the result is the part without its leading 1.
+    let part_shape = shape(eg, part)?;
+    if part_shape.first() != Some(&SymDim::known(1))
+        || shape(eg, m.root).map(|s| &s[..]) != Some(&part_shape[1..])
+    {
+        return None;
+    }
+    let (index, t5) = split_part(eg, part).or_else(|| unit_slice_on_axis0(eg, part))?;
     let (heads, start, t) = packed_part(eg, t5, index, m.root)?;
     let h = shape(eg, t)?.get(2)?.as_known()? / 3;
     let cols = add_op(eg, columns(start, start.checked_add(h)?), vec![t]);
