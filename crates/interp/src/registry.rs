@@ -209,8 +209,11 @@ pub(crate) const ONNX: &str = "";
 /// ONNX Runtime's contrib-op domain.
 pub(crate) const MS: &str = "com.microsoft";
 
-/// The newest default-domain opset whose semantics this interpreter implements.
-pub(crate) const MAX_ONNX_OPSET: i64 = 22;
+/// The newest default-domain opset whose semantics this interpreter implements. Opset 23
+/// changed the existing ops only by adding element types (4-bit floats and integers, which
+/// the interpreter rejects when they occur) and added `RMSNormalization`, `Attention` and
+/// `RotaryEmbedding`.
+pub(crate) const MAX_ONNX_OPSET: i64 = 23;
 
 impl Registry {
     /// Registers `op_type` of `domain` for the given opsets. Several registrations of one

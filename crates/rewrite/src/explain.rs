@@ -421,9 +421,9 @@ fn rms_reason(facts: &GraphFacts<'_>, n: &Node, input: &str, last_dim_known: boo
     if !structural.starts_with("not a complete norm") {
         return structural;
     }
-    // Only the residual form has a kernel this tool emits: SimplifiedLayerNormalization is
-    // registered by ONNX Runtime under the default ONNX domain, which the ONNX checker
-    // rejects, and ONNX's own RMSNormalization needs opset 23.
+    // A standalone RMS norm is emitted as ONNX's RMSNormalization only when the graph can be
+    // raised to opset 23 (`opset.rs`); ONNX Runtime's SimplifiedLayerNormalization sits in
+    // the default ONNX domain, which the ONNX checker rejects, and is never emitted.
     let after_add = facts
         .producer_op(input)
         .and_then(|square| square.inputs.first())
@@ -435,10 +435,11 @@ fn rms_reason(facts: &GraphFacts<'_>, n: &Node, input: &str, last_dim_known: boo
          same-shape float tensors"
             .to_string()
     } else {
-        "an RMS norm without a residual Add before it: only SkipSimplifiedLayerNormalization \
-         (com.microsoft) is emitted; the plain SimplifiedLayerNormalization sits in the \
-         default ONNX domain, which the ONNX checker rejects, and ONNX's RMSNormalization \
-         needs opset 23"
+        "an RMS norm without a residual Add before it needs ONNX's RMSNormalization, which \
+         exists from opset 23 on, and this graph cannot be raised to opset 23 (an op whose \
+         meaning changed since its opset, or a subgraph); ONNX Runtime's \
+         SimplifiedLayerNormalization is not emitted: it sits in the default ONNX domain, \
+         which the ONNX checker rejects"
             .to_string()
     }
 }

@@ -31,7 +31,10 @@ pub const MAX_KNOWN_OPSET: i64 = 23;
 
 /// Default-domain ops that fusions emit and that exist only from an opset on, with the
 /// fusion that emits them: `(op type, first opset, fusion)`.
-pub const NEWER_OPS: &[(&str, i64, &str)] = &[("LayerNormalization", 17, "layernorm")];
+pub const NEWER_OPS: &[(&str, i64, &str)] = &[
+    ("LayerNormalization", 17, "layernorm"),
+    ("RMSNormalization", 23, "rmsnorm"),
+];
 
 /// The oldest opset raised: opset 13 moved the axes of `Squeeze`, `Unsqueeze`, `Split` and
 /// `ReduceSum` to inputs and changed `Softmax`'s axis semantics, among others, so older
@@ -39,16 +42,36 @@ pub const NEWER_OPS: &[(&str, i64, &str)] = &[("LayerNormalization", 17, "layern
 const MIN_RAISABLE_OPSET: i64 = 13;
 
 /// Default-domain ops whose meaning (not only the element types they accept) changed at an
-/// opset in 14..=17: `(op type, the versions that changed it)`. A model with one of them at
+/// opset in 14..=23: `(op type, the versions that changed it)`. A graph with one of them at
 /// an opset below the change is not raised past it. Changes that only add types or add an
 /// attribute whose default keeps the old behaviour (`Reshape.allowzero`, `Shape.start/end`,
-/// the `layout` of `GRU`/`LSTM`/`RNN`, the `reduction` of `ScatterElements`/`ScatterND`)
-/// are not listed.
+/// the `layout` of `GRU`/`LSTM`/`RNN`, the `reduction` of `ScatterElements`/`ScatterND`,
+/// `Resize`'s `antialias`/`axes`/`keep_aspect_ratio_policy` (18) and `half_pixel_symmetric`
+/// (19), `Pad`'s `axes` (18), the `dilations` of `AveragePool` (19), `Cast`'s `saturate`
+/// (19), the 4-bit and 8-bit float types of 19 to 23) are not listed.
 const SEMANTIC_CHANGES: &[(&str, &[i64])] = &[
     // training_mode and the optional statistics outputs (14), their types (15).
     ("BatchNormalization", &[14, 15]),
     // coordinate_transformation_mode, whose default (half_pixel) is not the old behaviour.
     ("RoiAlign", &[16]),
+    // `axes` moved from an attribute to an input (18).
+    ("ReduceMean", &[18]),
+    ("ReduceMax", &[18]),
+    ("ReduceMin", &[18]),
+    ("ReduceProd", &[18]),
+    ("ReduceL1", &[18]),
+    ("ReduceL2", &[18]),
+    ("ReduceLogSum", &[18]),
+    ("ReduceLogSumExp", &[18]),
+    ("ReduceSumSquare", &[18]),
+    // Equal parts now need `num_outputs` (18).
+    ("Split", &[18]),
+    // `dft_length` and `axis` became inputs (20).
+    ("DFT", &[20]),
+    // scale and bias per channel instead of per group (21).
+    ("GroupNormalization", &[21]),
+    // `ceil_mode` output sizes (18) and `dilations` (19) of LpPool; MaxPool's are unchanged.
+    ("LpPool", &[18]),
 ];
 
 /// One optimization run at the model's opset.
@@ -77,7 +100,9 @@ pub(crate) fn optimize(
         .map(|&(_, since, fusion)| (since, fusion))
         .collect();
     if let Some(target) = too_new.iter().map(|&(since, _)| since).max() {
-        if can_raise(model, version, target) {
+        // The output's nodes are the ones relabelled: a norm the fusion replaced no longer
+        // needs to mean the same at the new opset.
+        if can_raise(&out, version, target) {
             raise(&mut out, target);
         } else {
             let fusions = without(&options.fusions, too_new.iter().map(|&(_, f)| f))?;
@@ -125,14 +150,17 @@ pub fn can_raise(model: &Model, from: i64, to: i64) -> bool {
     })
 }
 
-/// Imports the default domain at `version` (and IR version 8, which opset 17 needs, at least).
+/// Imports the default domain at `version` (and the IR version that opset needs at least:
+/// 8 for opset 17, 11 for opset 23).
 fn raise(model: &mut Model, version: i64) {
     for import in &mut model.opset_imports {
         if crate::lang::is_default_domain(&import.domain) {
             import.version = import.version.max(version);
         }
     }
-    if version >= 17 {
+    if version >= 23 {
+        model.ir_version = model.ir_version.max(11);
+    } else if version >= 17 {
         model.ir_version = model.ir_version.max(8);
     }
 }

@@ -31,6 +31,9 @@ const FULLY_FUSED: &[&str] = &[
     "vit_interp_sdpa_dynamo_op18",
     "dinov2_sdpa_dynamo_op18",
     "timm_vit_dyn_sdpa_dynamo_op18",
+    "t5_enc_eager_ts_op14",
+    "t5_enc_eager_ts_op17",
+    "t5_enc_eager_dynamo_op18",
 ];
 
 fn coverage_dir() -> PathBuf {

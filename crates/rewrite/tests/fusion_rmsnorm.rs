@@ -222,6 +222,7 @@ fn rms_over_another_axis_or_with_a_wrong_scale_is_left_alone() {
             "{input:?}"
         );
         assert_eq!(count(&fused, "ReduceMean"), 1);
+        assert_eq!(count(&fused, "RMSNormalization"), 0, "{input:?}");
     }
     // Without any shape, axis 2 may or may not be the last one.
     let model = model_with(Form { axis: 2, ..T5 }, InputShape::None);
@@ -255,6 +256,7 @@ fn a_layer_norm_is_not_taken_for_an_rms_norm() {
     let model = b.build();
     let (fused, _) = run_with(&model, "all,-layernorm,-skiplayernorm");
     assert_eq!(count(&fused, "SimplifiedLayerNormalization"), 0);
+    assert_eq!(count(&fused, "RMSNormalization"), 0);
     assert_eq!(fused.graph.nodes.len(), model.graph.nodes.len());
 }
 
@@ -488,4 +490,65 @@ fn layer_norm_with_unprovable_axis_or_wrong_scale_is_left_alone() {
         );
         assert_eq!(count(&fused, "ReduceMean"), 2);
     }
+}
+
+/// A standalone RMS norm (no residual Add before it): `x` straight from the input.
+fn standalone(extra_reduce_max: bool) -> Model {
+    let mut b = Builder::new(14);
+    let x = b.input("x", &["batch", "3", "8"]);
+    let y = rms(&mut b, &x, T5);
+    b.output(&y);
+    if extra_reduce_max {
+        // ReduceMax keeps its axes as an attribute until opset 18: a graph holding one
+        // cannot be relabelled to opset 23.
+        let m = b.op_attrs("ReduceMax", &[&x], vec![("axes", AttrValue::Ints(vec![1]))]);
+        b.output(&m);
+    }
+    b.build()
+}
+
+#[test]
+fn a_standalone_rms_norm_becomes_rms_normalization_at_opset_23() {
+    let model = standalone(false);
+    let (fused, _) = run_with(&model, "all");
+    assert_eq!(
+        fused.graph.nodes.len(),
+        1,
+        "{:?}",
+        fused.graph.op_histogram()
+    );
+    let n = &fused.graph.nodes[0];
+    assert_eq!(
+        (n.op_type.as_str(), n.domain.as_str()),
+        ("RMSNormalization", "")
+    );
+    assert_eq!(n.attr_float("epsilon"), Some(1e-6));
+    assert_eq!(n.attr_int("axis"), Some(-1));
+    assert_eq!(fused.opset(""), Some(23));
+    assert!(fused.ir_version >= 11);
+    let inputs = feed(&["x"], &[2, 3, 8], 5);
+    let d = max_diff(&model, &fused, &inputs);
+    assert!(d < 1e-5, "max diff {d}");
+    // Without `rmsnorm` in the set, nothing is emitted for it.
+    let (kept, _) = run_with(&model, "all,-rmsnorm");
+    assert_eq!(count(&kept, "RMSNormalization"), 0);
+    assert_eq!(kept.opset(""), Some(14));
+}
+
+#[test]
+fn a_standalone_rms_norm_stays_when_the_opset_cannot_be_raised_and_says_why() {
+    let model = standalone(true);
+    let (fused, _) = run_with(&model, "all");
+    assert_eq!(count(&fused, "RMSNormalization"), 0);
+    assert_eq!(count(&fused, "ReduceMean"), 1);
+    assert_eq!(fused.opset(""), Some(14));
+    let explanation = transfuse_rewrite::explain(&fused);
+    let norms: Vec<_> = explanation
+        .unfused
+        .iter()
+        .filter(|s| s.family == "norms")
+        .collect();
+    assert_eq!(norms.len(), 1, "{norms:?}");
+    assert_eq!(norms[0].rule, "rmsnorm");
+    assert!(norms[0].reason.contains("opset 23"), "{}", norms[0]);
 }

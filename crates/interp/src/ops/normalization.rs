@@ -1,6 +1,7 @@
 //! Normalizations: ONNX `LayerNormalization`, `BatchNormalization` (inference),
 //! `InstanceNormalization`, and ONNX Runtime's `SkipLayerNormalization`, and the RMS forms
-//! `SimplifiedLayerNormalization` (ONNX domain, as ONNX Runtime registers it) and
+//! `SimplifiedLayerNormalization` (ONNX domain, as ONNX Runtime registers it), ONNX's
+//! `RMSNormalization` (opset 23) and
 //! `SkipSimplifiedLayerNormalization` (`com.microsoft`).
 //!
 //! Statistics are accumulated in `f64` and use two passes (mean, then squared deviations),
@@ -43,6 +44,14 @@ pub(crate) fn register(reg: &mut Registry) {
         ONNX,
         "SimplifiedLayerNormalization",
         1..=MAX_ONNX_OPSET,
+        build_rms_norm,
+    );
+    // ONNX's own RMS norm (opset 23): the same computation with one output; `stash_type`
+    // is not read, the statistics are in f64.
+    reg.insert(
+        ONNX,
+        "RMSNormalization",
+        23..=MAX_ONNX_OPSET,
         build_rms_norm,
     );
     reg.insert(

@@ -57,8 +57,8 @@ pub const FUSIONS: &[Fusion] = &[
     },
     Fusion {
         name: "rmsnorm",
-        summary: "recognizes RMS normalization (x / sqrt(mean(x^2) + eps) * g) for skiprmsnorm; alone it stays decomposed (no ONNX op for it passes the ONNX checker)",
-        emits: &[],
+        summary: "RMS normalization (x / sqrt(mean(x^2) + eps) * g) -> RMSNormalization (opset 23; the model's opset is raised when that is safe), and the form skiprmsnorm starts from",
+        emits: &[("", "RMSNormalization")],
         needs: &[],
         rules: rmsnorm::rules,
     },

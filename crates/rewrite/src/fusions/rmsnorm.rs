@@ -1,11 +1,14 @@
 //! RMS normalization, recognized as an internal `SimplifiedLayerNormalization` that
-//! `skiprmsnorm` turns into com.microsoft `SkipSimplifiedLayerNormalization`.
+//! `skiprmsnorm` turns into com.microsoft `SkipSimplifiedLayerNormalization` and that this
+//! fusion emits, where no skip form applies, as ONNX's `RMSNormalization` (opset 23).
 //!
 //! ONNX Runtime registers `SimplifiedLayerNormalization` in the ONNX domain (version 1), but
-//! ONNX itself has no such op at any opset, so a model carrying it fails the ONNX checker.
-//! A standalone RMS norm (one with no residual add before it) therefore stays decomposed;
-//! the recognized form lives in [`INTERNAL_DOMAIN`] (never extracted) and only feeds the
-//! skip fusion. A `SimplifiedLayerNormalization` already in the input is matched too.
+//! ONNX itself has no such op at any opset, so a model carrying it fails the ONNX checker;
+//! it is never emitted. `RMSNormalization` exists from opset 23 on: the opset handling
+//! (`opset.rs`) raises the model's opset when every op it keeps means the same there, and
+//! otherwise optimizes again without this fusion, so a standalone RMS norm (one with no
+//! residual add before it) stays decomposed. A `SimplifiedLayerNormalization` already in the
+//! input is matched too.
 //!
 //! Matches `x / sqrt(mean(x^2) + eps)` with the division as `Div`, `Mul` by `Reciprocal`
 //! or `Mul` by `Pow(.., -0.5)`, the square as `Pow(x, 2)` or `x * x`; then `* gamma` folds
@@ -141,6 +144,31 @@ fn scaled(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
 
 use crate::rule::MS;
 
+/// `SimplifiedLayerNormalization(x, gamma)` (the internal form, over the last axis, one
+/// output) -> ONNX `RMSNormalization(x, gamma)` with the same epsilon, statistics in f32.
+fn onnx_rms_norm(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
+    let (x, g) = (m.get("?x")?, m.get("?g")?);
+    let eps = rms_norm_nodes(eg, m.root).find_map(|(n, c)| {
+        let fits = c.len() == 2
+            && n.outputs == 1
+            && n.attr_int("axis").unwrap_or(-1) == -1
+            && same(eg, c[0], x)
+            && same(eg, c[1], g);
+        fits.then(|| {
+            n.attr_float("epsilon")
+                .unwrap_or(crate::rule::LN_DEFAULT_EPSILON)
+        })
+    })?;
+    if dtype(eg, x) != Some(DataType::Float) || !is_const(eg, g) {
+        return None;
+    }
+    let node = OpNode::new("RMSNormalization", "")
+        .with_attr("axis", AttrVal::Int(-1))
+        .with_attr("epsilon", AttrVal::Float(F32Bits::new(eps)))
+        .with_attr("stash_type", AttrVal::Int(1));
+    Some(add_op(eg, node, vec![x, g]))
+}
+
 /// The `SimplifiedLayerNormalization` e-nodes of class `c`: the internal ones this fusion
 /// adds and ONNX-domain ones from the input.
 fn rms_norm_nodes(eg: &EGraph, c: Id) -> impl Iterator<Item = (&OpNode, &[Id])> + '_ {
@@ -208,6 +236,14 @@ pub fn rules() -> Result<Vec<Rewrite>, RewriteError> {
             core,
         )?,
         rule("rmsnorm-scale", &["(Mul ?n ?g)"], scaled)?,
+        rule(
+            "rmsnorm-onnx",
+            &[
+                "(internal:SimplifiedLayerNormalization ?x ?g)",
+                "(SimplifiedLayerNormalization ?x ?g)",
+            ],
+            onnx_rms_norm,
+        )?,
     ])
 }
 

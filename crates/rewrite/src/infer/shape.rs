@@ -65,9 +65,8 @@ pub(super) fn infer_single(
         "LayerNormalization"
         | "SkipLayerNormalization"
         | "SkipSimplifiedLayerNormalization"
-        | "SimplifiedLayerNormalization" => {
-            facts(dtype_of(inputs, 0), shape_of(inputs, 0).cloned())
-        }
+        | "SimplifiedLayerNormalization"
+        | "RMSNormalization" => facts(dtype_of(inputs, 0), shape_of(inputs, 0).cloned()),
         "MatMul" => facts(
             dtype_of(inputs, 0),
             matmul_shape(shape_of(inputs, 0)?, shape_of(inputs, 1)?),

@@ -400,6 +400,7 @@ fn normalizations_keep_shape() {
         "SkipLayerNormalization",
         "SkipSimplifiedLayerNormalization",
         "SimplifiedLayerNormalization",
+        "RMSNormalization",
     ] {
         check(
             &onnx(op),
