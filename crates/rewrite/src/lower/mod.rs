@@ -9,9 +9,11 @@
 //! disappear); nodes come out topologically sorted.
 //!
 //! Three steps: [`naming`] decides the value names, [`order`] the order of the extracted
-//! classes, [`emit`] writes one node per class.
+//! classes, [`emit`] writes one node per class. With fixed input shapes, [`fold`] then
+//! replaces the shape computations by constants.
 
 mod emit;
+mod fold;
 mod naming;
 mod order;
 
@@ -27,6 +29,7 @@ use crate::extract::Extraction;
 use crate::import::Imported;
 use crate::lang::Onnx;
 use emit::Emitter;
+pub(crate) use fold::fold_constants;
 use naming::ClassNames;
 
 /// The original nodes by their canonical e-node (children are canonical e-class ids after

@@ -1,0 +1,224 @@
+//! `OptimizeOptions::fixed_shapes` on every tiny export (`testdata/models/tiny` and
+//! `testdata/models/coverage/tiny`), at the shapes of its `test_data_set_0`:
+//! - the optimized model computes what PyTorch did and what the original computes (parity
+//!   checker, reference interpreter; and ONNX Runtime on CPU), tolerance 1e-4 absolute;
+//! - no shape computation is left: no `Shape` or `Size` node, and no node whose inputs are
+//!   all constants (every node left reads, directly or not, a graph input's data; a
+//!   `Gather` of an embedding table by `input_ids` stays, a `Gather` of a dim does not);
+//! - both spellings of a spec (by dim name, by input) give the same model;
+//! - specs that do not fit the model are typed errors naming what does exist.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use transfuse_ir::{Dim, Model, Tensor};
+use transfuse_ort::{OptimizationLevel, SessionOptions};
+use transfuse_parity::{
+    InputSource, Options, Runtime, Tolerance, compare_outputs, read_test_data, run_model,
+};
+use transfuse_rewrite::{FixedShapes, FixedShapesError, OptimizeOptions, RewriteError, optimize};
+
+const TOLERANCE: f64 = 1e-4;
+
+/// Ops that only ever compute shapes: none may be left.
+const SHAPE_ONLY_OPS: &[&str] = &["Shape", "Size"];
+
+/// Every tiny export with test data: `(name, model file, test_data_set_0)`.
+fn models() -> Vec<(String, PathBuf, PathBuf)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/models");
+    let mut out = Vec::new();
+    for dir in [root.join("tiny"), root.join("coverage/tiny")] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "onnx") {
+                let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+                let data = dir.join(&name).join("test_data_set_0");
+                assert!(data.is_dir(), "{name}: no test_data_set_0");
+                out.push((name, path, data));
+            }
+        }
+    }
+    out.sort();
+    assert!(out.len() >= 24, "tiny models missing: {}", out.len());
+    out
+}
+
+fn inputs_of(model: &Model, data: &Path) -> Vec<Tensor> {
+    read_test_data(model, data).unwrap().inputs
+}
+
+/// The spec by dim name: every `dim_param` of the inputs at its size in `inputs`.
+fn spec_by_dim_name(model: &Model, inputs: &[Tensor]) -> String {
+    let mut items: Vec<String> = Vec::new();
+    for t in inputs {
+        let declared = model.graph.inputs.iter().find(|v| v.name == t.name).unwrap();
+        for (dim, size) in declared.shape().unwrap().iter().zip(&t.dims) {
+            if let Dim::Symbol(s) = dim {
+                let item = format!("{s}={size}");
+                if !items.contains(&item) {
+                    items.push(item);
+                }
+            }
+        }
+    }
+    items.join(",")
+}
+
+/// The spec by input: every input's whole shape (`input_ids=2x16`).
+fn spec_by_input(inputs: &[Tensor]) -> String {
+    inputs
+        .iter()
+        .map(|t| {
+            let dims: Vec<String> = t.dims.iter().map(i64::to_string).collect();
+            format!("{}={}", t.name, dims.join("x"))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn fixed(model: &Model, spec: &str) -> Result<Model, RewriteError> {
+    let options = OptimizeOptions {
+        fixed_shapes: spec.parse()?,
+        ..OptimizeOptions::default()
+    };
+    Ok(optimize(model, &options)?.0)
+}
+
+/// The nodes that compute a shape or a constant: `Shape`/`Size`, and nodes none of whose
+/// inputs depends on a graph input.
+fn shape_computations(model: &Model) -> Vec<String> {
+    let g = &model.graph;
+    let mut data: HashSet<&str> = g
+        .inputs
+        .iter()
+        .filter(|v| !g.initializers.contains_key(&v.name))
+        .map(|v| v.name.as_str())
+        .collect();
+    let mut left = Vec::new();
+    for node in &g.nodes {
+        let reads_data = node.inputs.iter().any(|i| data.contains(i.as_str()));
+        if reads_data {
+            data.extend(node.outputs.iter().map(String::as_str));
+        }
+        if SHAPE_ONLY_OPS.contains(&node.op_type.as_str()) || !reads_data {
+            left.push(format!("{} '{}' -> {:?}", node.op_type, node.name, node.outputs));
+        }
+    }
+    left
+}
+
+#[test]
+fn fixed_shapes_fold_every_shape_computation_and_stay_exact() {
+    let ort = Runtime::ort(
+        SessionOptions::default()
+            .optimization_level(OptimizationLevel::Disabled)
+            .intra_op_threads(1),
+    );
+    for (name, path, data) in models() {
+        let model = Model::load(&path).unwrap();
+        let inputs = inputs_of(&model, &data);
+        let spec = spec_by_dim_name(&model, &inputs);
+        let out = fixed(&model, &spec).unwrap_or_else(|e| panic!("{name} ({spec}): {e}"));
+
+        // The test must be able to fail: the exports compute shapes at run time.
+        assert!(
+            !shape_computations(&model).is_empty(),
+            "{name}: the original computes no shape"
+        );
+        let left = shape_computations(&out);
+        assert!(left.is_empty(), "{name} ({spec}): shape computations left: {left:#?}");
+        for v in &out.graph.inputs {
+            let dims = v.shape().unwrap();
+            assert!(
+                dims.iter().all(|d| matches!(d, Dim::Known(_))),
+                "{name}: input '{}' is not static: {dims:?}",
+                v.name
+            );
+        }
+
+        // Against the original, through the parity checker, on the recorded inputs.
+        let options = Options {
+            inputs: InputSource::Directory(data.clone()),
+            runtime: Runtime::reference(),
+            tolerance: Tolerance::absolute(TOLERANCE),
+            locate_divergence: true,
+        };
+        let report = transfuse_parity::check(&model, &out, &options).unwrap();
+        assert!(report.pass, "{name}: differs from the original: {report:?}");
+
+        // Against what PyTorch computed, in the interpreter and in ONNX Runtime (CPU).
+        let expected = read_test_data(&model, &data).unwrap().outputs;
+        for (engine, runtime) in [("interpreter", Runtime::reference()), ("onnx runtime", ort.clone())] {
+            let got = run_model(&out, &inputs, &runtime)
+                .unwrap_or_else(|e| panic!("{name}, {engine}: {e}"));
+            let outputs = compare_outputs(&got, &expected, Tolerance::absolute(TOLERANCE))
+                .unwrap_or_else(|e| panic!("{name}, {engine}: {e}"));
+            assert!(
+                outputs.iter().all(|o| o.pass),
+                "{name}, {engine}: differs from PyTorch: {outputs:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_spec_by_input_gives_the_same_model_as_one_by_dim_name() {
+    for (name, path, data) in models().into_iter().step_by(3) {
+        let model = Model::load(&path).unwrap();
+        let inputs = inputs_of(&model, &data);
+        let by_dim = fixed(&model, &spec_by_dim_name(&model, &inputs)).unwrap();
+        let by_input = fixed(&model, &spec_by_input(&inputs)).unwrap();
+        assert_eq!(
+            by_dim.dump(),
+            by_input.dump(),
+            "{name}"
+        );
+    }
+}
+
+fn bert() -> Model {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/models/tiny/bert_eager_ts_op14.onnx");
+    Model::load(path).unwrap()
+}
+
+#[test]
+fn a_dim_name_that_does_not_exist_is_an_error_that_lists_the_names() {
+    let err = fixed(&bert(), "batch=1,seq_len=128").unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            RewriteError::FixedShapes(FixedShapesError::UnknownName { name, .. }) if name == "seq_len"
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    for expected in ["'seq_len'", "dim names: batch, sequence", "input_ids [batch, sequence]"] {
+        assert!(text.contains(expected), "{text}");
+    }
+}
+
+#[test]
+fn an_input_shape_of_the_wrong_rank_is_an_error() {
+    let err = fixed(&bert(), "input_ids=1x128x1").unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            RewriteError::FixedShapes(FixedShapesError::RankMismatch { rank: 2, given: 3, .. })
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("input 'input_ids' has rank 2"), "{err}");
+}
+
+#[test]
+fn conflicting_and_non_positive_sizes_are_errors() {
+    let conflict = fixed(&bert(), "sequence=64,attention_mask=1x128").unwrap_err();
+    assert!(
+        matches!(conflict, RewriteError::FixedShapes(FixedShapesError::Conflict { .. })),
+        "{conflict:?}"
+    );
+    let zero = "batch=0".parse::<FixedShapes>().unwrap_err();
+    assert!(matches!(zero, FixedShapesError::NonPositive { .. }), "{zero:?}");
+}
