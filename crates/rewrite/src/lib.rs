@@ -103,6 +103,7 @@ pub use error::RewriteError;
 pub use explain::{Explanation, FamilyCoverage, UnfusedSite, explain};
 pub use fixed_shapes::{FixedShape, FixedShapes, FixedShapesError, ResolvedShapes};
 pub use fusions::{FUSIONS, Fusion};
+pub use lower::{MAX_FOLDED_ELEMENTS, MAX_FOLDED_INDEX_ELEMENTS};
 pub use lang::{AttrVal, INTERNAL_DOMAIN, Onnx, OpNode, TensorId};
 pub use options::{FusionSet, OptimizeOptions, RunnerLimits};
 pub use report::{EGraphReport, Report, fused_counts, fused_op_types};

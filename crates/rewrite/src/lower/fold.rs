@@ -53,9 +53,26 @@ const NONDETERMINISTIC: &[&str] = &[
 /// Static type facts of a value: element type and shape, when known.
 type Facts = (Option<DataType>, Option<Vec<i64>>);
 
+/// Most rounds of [`fold_constants`]: a round folds every node whose output shape the
+/// analysis knows; folding makes more shapes known (a `Concat` sized from a folded `Resize`).
+const MAX_ROUNDS: usize = 8;
+
 /// Folds every foldable node of `model`'s main graph into an initializer (see the module
-/// docs) and returns how many nodes were folded.
+/// docs), in rounds until nothing more folds, and returns how many nodes were folded.
 pub(crate) fn fold_constants(model: &mut Model) -> Result<usize, RewriteError> {
+    let mut total = 0;
+    for _ in 0..MAX_ROUNDS {
+        let folded = fold_round(model)?;
+        if folded == 0 {
+            break;
+        }
+        total += folded;
+    }
+    Ok(total)
+}
+
+/// One round of [`fold_constants`], with the facts of the graph as it is.
+fn fold_round(model: &mut Model) -> Result<usize, RewriteError> {
     let facts = static_facts(model)?;
     let graph = &model.graph;
     let graph_inputs: HashSet<&str> = graph.inputs.iter().map(|v| v.name.as_str()).collect();

@@ -30,6 +30,7 @@ use crate::import::Imported;
 use crate::lang::Onnx;
 use emit::Emitter;
 pub(crate) use fold::fold_constants;
+pub use fold::{MAX_FOLDED_ELEMENTS, MAX_FOLDED_INDEX_ELEMENTS};
 use naming::ClassNames;
 
 /// The original nodes by their canonical e-node (children are canonical e-class ids after
