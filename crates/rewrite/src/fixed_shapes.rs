@@ -25,7 +25,9 @@ use transfuse_ir::{Dim, Graph, Model, ValueInfo, ValueType};
 pub enum FixedShapesError {
     /// The spec does not parse: empty, an empty item, an item without `=`, a size that is
     /// no integer.
-    #[error("invalid shape spec '{spec}': {reason} (expected e.g. 'batch=1,sequence=128' or 'input_ids=1x128')")]
+    #[error(
+        "invalid shape spec '{spec}': {reason} (expected e.g. 'batch=1,sequence=128' or 'input_ids=1x128')"
+    )]
     Syntax {
         /// The whole spec.
         spec: String,
@@ -158,11 +160,9 @@ impl FixedShapes {
         let mut unnamed = BTreeMap::new();
         for item in &self.items {
             if let Some(input) = inputs.iter().find(|v| v.name == item.name) {
-                let declared = input
-                    .shape()
-                    .ok_or_else(|| FixedShapesError::NoShape {
-                        input: input.name.clone(),
-                    })?;
+                let declared = input.shape().ok_or_else(|| FixedShapesError::NoShape {
+                    input: input.name.clone(),
+                })?;
                 if declared.len() != item.sizes.len() {
                     return Err(FixedShapesError::RankMismatch {
                         input: input.name.clone(),
@@ -210,7 +210,12 @@ impl FixedShapes {
         let resolved = self.resolve(&model.graph)?;
         let mut out = model.clone();
         let g = &mut out.graph;
-        for v in g.inputs.iter_mut().chain(&mut g.outputs).chain(&mut g.value_info) {
+        for v in g
+            .inputs
+            .iter_mut()
+            .chain(&mut g.outputs)
+            .chain(&mut g.value_info)
+        {
             let name = v.name.clone();
             let Some(ValueType::Tensor {
                 shape: Some(dims), ..
@@ -345,7 +350,7 @@ impl fmt::Display for FixedShapes {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
 
     use super::*;
     use transfuse_ir::DataType;
@@ -414,7 +419,11 @@ mod tests {
         assert_eq!(shape(&m, "pixels"), k(&[2, 3, 32]));
         let f: FixedShapes = "input_ids=1x128".parse().unwrap();
         let m = f.apply(&model()).unwrap();
-        assert_eq!(shape(&m, "out"), k(&[1, 128, 8]), "names propagate to outputs");
+        assert_eq!(
+            shape(&m, "out"),
+            k(&[1, 128, 8]),
+            "names propagate to outputs"
+        );
         assert_eq!(f.to_string(), "input_ids=1x128");
     }
 
@@ -427,13 +436,39 @@ mod tests {
             }
             e => panic!("{e}"),
         }
-        assert!(matches!(err("input_ids=1"), FixedShapesError::RankMismatch { .. }));
-        assert!(matches!(err("pixels=1x4x32"), FixedShapesError::StaticMismatch { axis: 1, .. }));
-        assert!(matches!(err("batch=1,input_ids=2x8"), FixedShapesError::Conflict { .. }));
-        assert!(matches!(err("batch=0"), FixedShapesError::NonPositive { .. }));
-        assert!(matches!(err("batch=1,batch=2"), FixedShapesError::Repeated { .. }));
-        for bad in ["", "batch", "batch=", "=1", "batch=1,,sequence=2", "batch=one", "x=1xx2"] {
-            assert!(matches!(err(bad), FixedShapesError::Syntax { .. }), "{bad:?}");
+        assert!(matches!(
+            err("input_ids=1"),
+            FixedShapesError::RankMismatch { .. }
+        ));
+        assert!(matches!(
+            err("pixels=1x4x32"),
+            FixedShapesError::StaticMismatch { axis: 1, .. }
+        ));
+        assert!(matches!(
+            err("batch=1,input_ids=2x8"),
+            FixedShapesError::Conflict { .. }
+        ));
+        assert!(matches!(
+            err("batch=0"),
+            FixedShapesError::NonPositive { .. }
+        ));
+        assert!(matches!(
+            err("batch=1,batch=2"),
+            FixedShapesError::Repeated { .. }
+        ));
+        for bad in [
+            "",
+            "batch",
+            "batch=",
+            "=1",
+            "batch=1,,sequence=2",
+            "batch=one",
+            "x=1xx2",
+        ] {
+            assert!(
+                matches!(err(bad), FixedShapesError::Syntax { .. }),
+                "{bad:?}"
+            );
         }
         assert!("batch=1,batch=1".parse::<FixedShapes>().is_ok());
     }

@@ -59,7 +59,12 @@ fn inputs_of(model: &Model, data: &Path) -> Vec<Tensor> {
 fn spec_by_dim_name(model: &Model, inputs: &[Tensor]) -> String {
     let mut items: Vec<String> = Vec::new();
     for t in inputs {
-        let declared = model.graph.inputs.iter().find(|v| v.name == t.name).unwrap();
+        let declared = model
+            .graph
+            .inputs
+            .iter()
+            .find(|v| v.name == t.name)
+            .unwrap();
         for (dim, size) in declared.shape().unwrap().iter().zip(&t.dims) {
             if let Dim::Symbol(s) = dim {
                 let item = format!("{s}={size}");
@@ -109,8 +114,10 @@ fn shape_computations(model: &Model, inputs: &[Tensor]) -> Vec<String> {
         .unwrap();
     let large_float = |name: &str| {
         computed.get(name).is_some_and(|&(dtype, len)| {
-            matches!(dtype, DataType::Float | DataType::Float16 | DataType::Double)
-                && len > MAX_FOLDED_ELEMENTS
+            matches!(
+                dtype,
+                DataType::Float | DataType::Float16 | DataType::Double
+            ) && len > MAX_FOLDED_ELEMENTS
         })
     };
     let g = &model.graph;
@@ -128,7 +135,10 @@ fn shape_computations(model: &Model, inputs: &[Tensor]) -> Vec<String> {
         }
         let weight_arithmetic = node.outputs.iter().all(|o| large_float(o));
         if SHAPE_ONLY_OPS.contains(&node.op_type.as_str()) || !(reads_data || weight_arithmetic) {
-            left.push(format!("{} '{}' -> {:?}", node.op_type, node.name, node.outputs));
+            left.push(format!(
+                "{} '{}' -> {:?}",
+                node.op_type, node.name, node.outputs
+            ));
         }
     }
     left
@@ -153,7 +163,10 @@ fn fixed_shapes_fold_every_shape_computation_and_stay_exact() {
             "{name}: the original computes no shape"
         );
         let left = shape_computations(&out, &inputs);
-        assert!(left.is_empty(), "{name} ({spec}): shape computations left: {left:#?}");
+        assert!(
+            left.is_empty(),
+            "{name} ({spec}): shape computations left: {left:#?}"
+        );
         for v in &out.graph.inputs {
             let dims = v.shape().unwrap();
             assert!(
@@ -175,7 +188,10 @@ fn fixed_shapes_fold_every_shape_computation_and_stay_exact() {
 
         // Against what PyTorch computed, in the interpreter and in ONNX Runtime (CPU).
         let expected = read_test_data(&model, &data).unwrap().outputs;
-        for (engine, runtime) in [("interpreter", Runtime::reference()), ("onnx runtime", ort.clone())] {
+        for (engine, runtime) in [
+            ("interpreter", Runtime::reference()),
+            ("onnx runtime", ort.clone()),
+        ] {
             let got = run_model(&out, &inputs, &runtime)
                 .unwrap_or_else(|e| panic!("{name}, {engine}: {e}"));
             let outputs = compare_outputs(&got, &expected, Tolerance::absolute(TOLERANCE))
@@ -195,11 +211,7 @@ fn a_spec_by_input_gives_the_same_model_as_one_by_dim_name() {
         let inputs = inputs_of(&model, &data);
         let by_dim = fixed(&model, &spec_by_dim_name(&model, &inputs)).unwrap();
         let by_input = fixed(&model, &spec_by_input(&inputs)).unwrap();
-        assert_eq!(
-            by_dim.dump(),
-            by_input.dump(),
-            "{name}"
-        );
+        assert_eq!(by_dim.dump(), by_input.dump(), "{name}");
     }
 }
 
@@ -220,7 +232,11 @@ fn a_dim_name_that_does_not_exist_is_an_error_that_lists_the_names() {
         "{err:?}"
     );
     let text = err.to_string();
-    for expected in ["'seq_len'", "dim names: batch, sequence", "input_ids [batch, sequence]"] {
+    for expected in [
+        "'seq_len'",
+        "dim names: batch, sequence",
+        "input_ids [batch, sequence]",
+    ] {
         assert!(text.contains(expected), "{text}");
     }
 }
@@ -231,20 +247,33 @@ fn an_input_shape_of_the_wrong_rank_is_an_error() {
     assert!(
         matches!(
             &err,
-            RewriteError::FixedShapes(FixedShapesError::RankMismatch { rank: 2, given: 3, .. })
+            RewriteError::FixedShapes(FixedShapesError::RankMismatch {
+                rank: 2,
+                given: 3,
+                ..
+            })
         ),
         "{err:?}"
     );
-    assert!(err.to_string().contains("input 'input_ids' has rank 2"), "{err}");
+    assert!(
+        err.to_string().contains("input 'input_ids' has rank 2"),
+        "{err}"
+    );
 }
 
 #[test]
 fn conflicting_and_non_positive_sizes_are_errors() {
     let conflict = fixed(&bert(), "sequence=64,attention_mask=1x128").unwrap_err();
     assert!(
-        matches!(conflict, RewriteError::FixedShapes(FixedShapesError::Conflict { .. })),
+        matches!(
+            conflict,
+            RewriteError::FixedShapes(FixedShapesError::Conflict { .. })
+        ),
         "{conflict:?}"
     );
     let zero = "batch=0".parse::<FixedShapes>().unwrap_err();
-    assert!(matches!(zero, FixedShapesError::NonPositive { .. }), "{zero:?}");
+    assert!(
+        matches!(zero, FixedShapesError::NonPositive { .. }),
+        "{zero:?}"
+    );
 }
