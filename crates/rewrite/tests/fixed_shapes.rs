@@ -215,6 +215,20 @@ fn a_spec_by_input_gives_the_same_model_as_one_by_dim_name() {
     }
 }
 
+#[test]
+fn fixed_shapes_fold_with_no_fusion_selected() {
+    let model = bert();
+    let options = OptimizeOptions {
+        fusions: "none".parse().unwrap(),
+        fixed_shapes: "batch=1,sequence=8".parse().unwrap(),
+        ..OptimizeOptions::default()
+    };
+    let out = optimize(&model, &options).unwrap().0;
+    let ops = out.graph.op_histogram();
+    assert!(!ops.contains_key("Shape") && !ops.contains_key("ConstantOfShape"), "{ops:?}");
+    assert_eq!(ops.get("Softmax"), Some(&2), "nothing fused: {ops:?}");
+}
+
 fn bert() -> Model {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../testdata/models/tiny/bert_eager_ts_op14.onnx");
