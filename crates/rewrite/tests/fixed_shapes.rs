@@ -7,6 +7,9 @@
 //!   such as an interpolated position embedding); every other node reads, directly or not,
 //!   a graph input's data (a `Gather` of an embedding table by `input_ids` stays, a
 //!   `Gather` of a dim does not);
+//! - every optimized model passes `onnx.checker.check_model` (full check), strict ONNX shape
+//!   inference and an ONNX Runtime session load (Python `onnx` and `onnxruntime`;
+//!   `TRANSFUSE_SKIP_PYTHON_CHECKS=1` skips that test deliberately);
 //! - both spellings of a spec (by dim name, by input) give the same model;
 //! - specs that do not fit the model are typed errors naming what does exist.
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -204,6 +207,58 @@ fn fixed_shapes_fold_every_shape_computation_and_stay_exact() {
     }
 }
 
+/// Checks each model file named on the command line; prints one line per failure.
+const CHECK_SCRIPT: &str = r#"
+import sys
+import onnx
+import onnxruntime as ort
+failed = 0
+for path in sys.argv[1:]:
+    try:
+        model = onnx.load(path)
+        onnx.checker.check_model(model, full_check=True)
+        onnx.shape_inference.infer_shapes(model, strict_mode=True)
+        ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        failed += 1
+        print(f"{path}: {type(e).__name__}: {e}".replace("\n", " "))
+sys.exit(1 if failed else 0)
+"#;
+
+#[test]
+fn fixed_shape_models_pass_the_onnx_checker() {
+    if std::env::var("TRANSFUSE_SKIP_PYTHON_CHECKS").is_ok_and(|v| v == "1") {
+        eprintln!("TRANSFUSE_SKIP_PYTHON_CHECKS=1: ONNX checker test skipped");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("transfuse-fixed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for (name, path, data) in models() {
+        let model = Model::load(&path).unwrap();
+        let out = fixed(&model, &spec_by_dim_name(&model, &inputs_of(&model, &data))).unwrap();
+        let file = dir.join(format!("{name}.onnx"));
+        out.save(&file).unwrap();
+        files.push(file);
+    }
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let result = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(CHECK_SCRIPT)
+        .args(&files)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {python} (TRANSFUSE_SKIP_PYTHON_CHECKS=1 skips): {e}")
+        });
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        result.status.success(),
+        "fixed-shape models the ONNX checker, strict shape inference or ONNX Runtime reject:\n{}{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+}
+
 #[test]
 fn a_spec_by_input_gives_the_same_model_as_one_by_dim_name() {
     for (name, path, data) in models().into_iter().step_by(3) {
@@ -225,7 +280,10 @@ fn fixed_shapes_fold_with_no_fusion_selected() {
     };
     let out = optimize(&model, &options).unwrap().0;
     let ops = out.graph.op_histogram();
-    assert!(!ops.contains_key("Shape") && !ops.contains_key("ConstantOfShape"), "{ops:?}");
+    assert!(
+        !ops.contains_key("Shape") && !ops.contains_key("ConstantOfShape"),
+        "{ops:?}"
+    );
     assert_eq!(ops.get("Softmax"), Some(&2), "nothing fused: {ops:?}");
 }
 
