@@ -38,7 +38,10 @@ fn fixed_shapes_leave_a_static_model_without_shape_ops() {
         String::from_utf8_lossy(&run.stderr)
     );
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(stdout.contains("verified"), "{stdout}");
+    assert!(
+        stdout.contains("verified") && stdout.contains("1x32, holes padding"),
+        "{stdout}"
+    );
 
     let model = Model::load(&out).unwrap();
     for v in &model.graph.inputs {
