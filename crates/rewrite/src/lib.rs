@@ -205,9 +205,9 @@ fn optimize_at_model_opset(
         fused: fusions::fused_ops(),
     };
     let extraction = extract::extract(&egraph, egraph.find(imported.root), |n| costs.cost(n))?;
-    let mut out = lower::lower(model, &imported, &egraph, &extraction, &original)?;
+    let (mut out, facts) = lower::lower(model, &imported, &egraph, &extraction, &original)?;
     if !options.fixed_shapes.is_empty() {
-        lower::fold_constants(&mut out)?;
+        lower::fold_constants(&mut out, &facts)?;
     }
     report.count_ops(&model.graph, &out.graph);
     report.optimize_ms = start.elapsed().as_secs_f64() * 1e3;

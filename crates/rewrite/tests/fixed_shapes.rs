@@ -170,11 +170,11 @@ fn fixed_shapes_fold_every_shape_computation_and_stay_exact() {
             left.is_empty(),
             "{name} ({spec}): shape computations left: {left:#?}"
         );
-        for v in &out.graph.inputs {
+        for v in out.graph.inputs.iter().chain(&out.graph.outputs) {
             let dims = v.shape().unwrap();
             assert!(
                 dims.iter().all(|d| matches!(d, Dim::Known(_))),
-                "{name}: input '{}' is not static: {dims:?}",
+                "{name}: '{}' is not static: {dims:?}",
                 v.name
             );
         }

@@ -18,14 +18,17 @@
 //! is evaluated, so folding never materializes a large tensor (a `ConstantOfShape` of
 //! activation size stays a node); a result whose shape or type differs from the analysis'
 //! is not used; graph outputs stay computed by their nodes; initializers nothing reads any
-//! more are dropped.
+//! more are dropped. Afterwards the graph outputs declare the static dims the analysis knows.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use transfuse_interp::Interpreter;
-use transfuse_ir::{AttrValue, DataType, Graph, Model, Node, Tensor, ValueInfo};
+use transfuse_ir::{AttrValue, DataType, Dim, Graph, Model, Node, Tensor, ValueInfo, ValueType};
 
+use egg::Id;
+
+use crate::analysis::{ClassData, EGraph};
 use crate::error::RewriteError;
 use crate::symbolic::SymDim;
 
@@ -53,27 +56,81 @@ const NONDETERMINISTIC: &[&str] = &[
 /// Static type facts of a value: element type and shape, when known.
 type Facts = (Option<DataType>, Option<Vec<i64>>);
 
+/// [`Facts`] by value name.
+pub(crate) type StaticFacts = HashMap<String, Facts>;
+
+/// The facts of e-classes by the names they were written under.
+pub(crate) fn class_facts<'a>(
+    egraph: &EGraph,
+    named: impl Iterator<Item = (Id, &'a String)>,
+) -> StaticFacts {
+    named
+        .map(|(id, name)| (name.clone(), facts_of(&egraph[egraph.find(id)].data)))
+        .collect()
+}
+
+fn facts_of(data: &ClassData) -> Facts {
+    let shape = data
+        .shape
+        .as_ref()
+        .and_then(|s| s.iter().map(SymDim::as_known).collect::<Option<Vec<i64>>>());
+    (data.dtype, shape)
+}
+
 /// Most rounds of [`fold_constants`]: a round folds every node whose output shape the
 /// analysis knows; folding makes more shapes known (a `Concat` sized from a folded `Resize`).
 const MAX_ROUNDS: usize = 8;
 
 /// Folds every foldable node of `model`'s main graph into an initializer (see the module
-/// docs), in rounds until nothing more folds, and returns how many nodes were folded.
-pub(crate) fn fold_constants(model: &mut Model) -> Result<usize, RewriteError> {
+/// docs), in rounds until nothing more folds, then declares the graph outputs' static dims;
+/// returns how many nodes were folded. `saturated` holds the facts of the e-graph the model
+/// was extracted from (which knows the shapes of fused ops' outputs through the original
+/// nodes in their classes); each round adds what the analysis of the graph as it is knows.
+pub(crate) fn fold_constants(
+    model: &mut Model,
+    saturated: &StaticFacts,
+) -> Result<usize, RewriteError> {
     let mut total = 0;
+    let mut facts = static_facts(model, saturated)?;
     for _ in 0..MAX_ROUNDS {
-        let folded = fold_round(model)?;
+        let folded = fold_round(model, &facts)?;
+        facts = static_facts(model, saturated)?;
         if folded == 0 {
             break;
         }
         total += folded;
     }
+    declare_output_dims(&mut model.graph, &facts);
     Ok(total)
 }
 
+/// Writes the static size the analysis knows into every graph output dim declared symbolic
+/// or unknown (exporters name output dims after the node that made them, `Addoutput_0_dim_0`,
+/// which the fixed input dims do not reach).
+fn declare_output_dims(graph: &mut Graph, facts: &StaticFacts) {
+    for output in &mut graph.outputs {
+        let Some((_, Some(known))) = facts.get(&output.name) else {
+            continue;
+        };
+        let Some(ValueType::Tensor {
+            shape: Some(dims), ..
+        }) = output.ty.as_mut()
+        else {
+            continue;
+        };
+        if dims.len() != known.len() {
+            continue;
+        }
+        for (dim, &size) in dims.iter_mut().zip(known) {
+            if !matches!(dim, Dim::Known(_)) {
+                *dim = Dim::Known(size);
+            }
+        }
+    }
+}
+
 /// One round of [`fold_constants`], with the facts of the graph as it is.
-fn fold_round(model: &mut Model) -> Result<usize, RewriteError> {
-    let facts = static_facts(model)?;
+fn fold_round(model: &mut Model, facts: &StaticFacts) -> Result<usize, RewriteError> {
     let graph = &model.graph;
     let graph_inputs: HashSet<&str> = graph.inputs.iter().map(|v| v.name.as_str()).collect();
     let outputs: HashSet<&str> = graph.outputs.iter().map(|v| v.name.as_str()).collect();
@@ -89,7 +146,7 @@ fn fold_round(model: &mut Model) -> Result<usize, RewriteError> {
         let fold = Fold {
             model,
             constants: &constants,
-            facts: &facts,
+            facts,
         };
         match fold.node(node, &outputs) {
             Some(values) => {
@@ -119,21 +176,21 @@ fn fold_round(model: &mut Model) -> Result<usize, RewriteError> {
     Ok(count)
 }
 
-/// Element type and static shape of every value of the model, from the analysis.
-fn static_facts(model: &Model) -> Result<HashMap<String, Facts>, RewriteError> {
+/// Element type and static shape of every value of the model, from the analysis of the
+/// model as it is, completed by `saturated` where that analysis lacks a fact.
+fn static_facts(model: &Model, saturated: &StaticFacts) -> Result<StaticFacts, RewriteError> {
     let (egraph, imported) = crate::import::import(model)?;
-    Ok(imported
-        .names
-        .iter()
-        .map(|(name, id)| {
-            let data = &egraph[egraph.find(*id)].data;
-            let shape = data
-                .shape
-                .as_ref()
-                .and_then(|s| s.iter().map(SymDim::as_known).collect::<Option<Vec<i64>>>());
-            (name.clone(), (data.dtype, shape))
-        })
-        .collect())
+    let mut facts = class_facts(&egraph, imported.names.iter().map(|(n, id)| (*id, n)));
+    for (name, (dtype, shape)) in saturated {
+        let entry = facts.entry(name.clone()).or_insert((None, None));
+        if entry.0.is_none() {
+            entry.0 = *dtype;
+        }
+        if entry.1.is_none() {
+            entry.1.clone_from(shape);
+        }
+    }
+    Ok(facts)
 }
 
 /// Removes the initializers no node (nor a subgraph) reads and no graph output is.
@@ -151,7 +208,7 @@ fn drop_unread_initializers(graph: &mut Graph) {
 struct Fold<'a> {
     model: &'a Model,
     constants: &'a HashMap<String, Arc<Tensor>>,
-    facts: &'a HashMap<String, Facts>,
+    facts: &'a StaticFacts,
 }
 
 impl Fold<'_> {
