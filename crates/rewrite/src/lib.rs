@@ -119,8 +119,9 @@ pub mod testing {
 /// Optimizes `model` with the fusions and limits of `options`.
 ///
 /// The input is not changed. Errors on a default-domain opset newer than transfuse knows
-/// (see [`opset`]), on fixed shapes that do not fit the model ([`FixedShapesError`]), on a graph that violates the IR's invariants or a bug in a rule; a fusion
-/// whose conditions do not hold simply does not apply. The output is valid at the opset it
+/// (see [`opset`]), on fixed shapes that do not fit the model ([`FixedShapesError`]), on a
+/// graph that violates the IR's invariants or a bug in a rule; a fusion whose conditions do
+/// not hold simply does not apply. The output is valid at the opset it
 /// imports (raised to 17 for `LayerNormalization` only where every op means the same).
 pub fn optimize(model: &Model, options: &OptimizeOptions) -> Result<(Model, Report), RewriteError> {
     if options.fixed_shapes.is_empty() {
