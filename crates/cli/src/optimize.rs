@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use transfuse_ir::Model;
-use transfuse_rewrite::{FusionSet, OptimizeOptions, Report};
+use transfuse_ir::{Dim, Model};
+use transfuse_rewrite::{FixedShapes, FusionSet, OptimizeOptions, Report};
 
 use crate::UsageError;
 use crate::output::{Printer, write_stdout};
@@ -32,6 +32,11 @@ pub struct Flags {
     /// that starts with `-name` means every fusion but those (`-attention`, `-gelu,-attention`).
     #[arg(long, default_value = "all", allow_hyphen_values = true)]
     pub fusions: String,
+    /// Fix input shapes and fold every shape computation to constants: dims by name
+    /// (`batch=1,sequence=128`) or whole inputs (`input_ids=1x128`), mixable. The output
+    /// model then accepts inputs of exactly those shapes.
+    #[arg(long, value_name = "SPEC")]
+    pub fix_shapes: Option<String>,
     /// Write a JSON report here, `-` for stdout (the summary then goes to stderr).
     #[arg(long, allow_hyphen_values = true)]
     pub report: Option<PathBuf>,
@@ -73,6 +78,12 @@ pub fn run(args: Args) -> Result<()> {
         .fusions
         .parse()
         .map_err(|e| UsageError(format!("--fusions: {e}")))?;
+    let fixed_shapes: FixedShapes = match &args.fix_shapes {
+        Some(spec) => spec
+            .parse()
+            .map_err(|e| UsageError(format!("--fix-shapes: {e}")))?,
+        None => FixedShapes::default(),
+    };
     let output = args
         .output
         .clone()
@@ -106,8 +117,13 @@ pub fn run(args: Args) -> Result<()> {
     }
 
     let model = Model::load(&input).with_context(|| format!("loading {}", input.display()))?;
+    // The original at the fixed shapes: what the optimized model is verified against.
+    let at_fixed_shapes = fixed_shapes
+        .apply(&model)
+        .map_err(|e| UsageError(format!("--fix-shapes: {e}")))?;
     let options = OptimizeOptions {
         fusions: fusions.clone(),
+        fixed_shapes: fixed_shapes.clone(),
         ..OptimizeOptions::default()
     };
     let (mut optimized, report) = transfuse_rewrite::optimize(&model, &options)
@@ -115,7 +131,7 @@ pub fn run(args: Args) -> Result<()> {
     let verification = if args.no_verify {
         None
     } else {
-        let v = verify(&model, &optimized)?;
+        let v = verify(&at_fixed_shapes, &optimized)?;
         if let Some(reason) = &v.skipped {
             printer.note(&format!("not verified: {reason}"))?;
         }
@@ -126,10 +142,10 @@ pub fn run(args: Args) -> Result<()> {
         // `--fusions none` writes the model exactly as loaded (a faithful baseline).
         mark_producer(&mut optimized, &model);
     }
-    drop(model);
+    drop((model, at_fixed_shapes));
 
     // Everything that can fail runs before the first file is written.
-    let report_json = serde_json::to_string_pretty(&json_report(
+    let mut report_value = json_report(
         &report,
         &input,
         &output,
@@ -137,9 +153,12 @@ pub fn run(args: Args) -> Result<()> {
         &fusions,
         verification.as_ref(),
         &explanation,
-    )?)
-    .context("serializing the report")?
-        + "\n";
+    )?;
+    if !fixed_shapes.is_empty() {
+        report_value["fixed_shapes"] = fixed_shapes_json(&fixed_shapes, &optimized);
+    }
+    let report_json =
+        serde_json::to_string_pretty(&report_value).context("serializing the report")? + "\n";
     let dot = args.dot.as_ref().map(|_| optimized.graph.to_dot());
 
     // The model first (staged and renamed into place by the IR), then the small files; if
@@ -305,6 +324,28 @@ fn json_report(
         );
     }
     Ok(value)
+}
+
+/// The report's `fixed_shapes`: the spec as given and the resulting shape of each graph
+/// input.
+fn fixed_shapes_json(fixed: &FixedShapes, optimized: &Model) -> serde_json::Value {
+    let inputs: serde_json::Map<String, serde_json::Value> = optimized
+        .graph
+        .inputs
+        .iter()
+        .filter_map(|v| {
+            let dims: Vec<serde_json::Value> = v
+                .shape()?
+                .iter()
+                .map(|d| match d {
+                    Dim::Known(n) => (*n).into(),
+                    other => other.to_string().into(),
+                })
+                .collect();
+            Some((v.name.clone(), dims.into()))
+        })
+        .collect();
+    serde_json::json!({ "spec": fixed.to_string(), "inputs": inputs })
 }
 
 /// The table printed after a run.

@@ -4,7 +4,8 @@
 //! diverging value and the fusion whose op computed it.
 //!
 //! Inputs: text models run on one batch of sequence [`SEQ`] whose rows carry right, left
-//! and hole padding; other models (images) run on inputs at their size. NaN matches NaN and
+//! and hole padding (a model whose input shapes are fixed runs at them, once per padding
+//! pattern); other models (images) run on inputs at their size. NaN matches NaN and
 //! equal infinities match. Scaling the inputs is no overflow test for attention (the
 //! normalization before it undoes any scale, and a decomposed LayerNorm overflows where the
 //! fused one does not), so the overflow cases of attention are covered by the rewrite
@@ -64,7 +65,7 @@ pub fn verify(original: &Model, optimized: &Model) -> Result<Verification> {
     let mut cases: Vec<(String, InputSource)> = Vec::new();
     if text {
         // One batch, one mask pattern per row: one run of each model covers all three.
-        let mut inputs =
+        let generated =
             transfuse_parity::generate_inputs(original, &spec(PATTERNS.len(), Padding::Right))
                 .context("verifying: generating inputs")?;
         let masks: Vec<&String> = roles
@@ -72,13 +73,31 @@ pub fn verify(original: &Model, optimized: &Model) -> Result<Verification> {
             .filter(|(_, role)| *role == InputRole::Mask)
             .map(|(name, _)| name)
             .collect();
-        for t in inputs.iter_mut().filter(|t| masks.contains(&&t.name)) {
-            *t = patterned_mask(t);
+        let with_masks = |pattern: &dyn Fn(usize) -> Padding| {
+            let mut inputs = generated.clone();
+            for t in inputs.iter_mut().filter(|t| masks.contains(&&t.name)) {
+                *t = patterned_mask(t, pattern);
+            }
+            InputSource::Given(inputs)
+        };
+        let mask_dims = generated
+            .iter()
+            .find(|t| masks.contains(&&t.name))
+            .map(|t| t.dims.clone());
+        match mask_dims {
+            Some(dims) if dims != [PATTERNS.len() as i64, SEQ as i64] => {
+                // Shapes fixed by the model (`--fix-shapes`): one case per pattern.
+                let shape: Vec<String> = dims.iter().map(i64::to_string).collect();
+                for p in PATTERNS {
+                    let name = format!("{}, {p:?} padding", shape.join("x")).to_lowercase();
+                    cases.push((name, with_masks(&|_| p)));
+                }
+            }
+            _ => cases.push((
+                format!("seq {SEQ}, rows with right, left and hole padding"),
+                with_masks(&|row| PATTERNS.get(row).copied().unwrap_or(Padding::Right)),
+            )),
         }
-        cases.push((
-            format!("seq {SEQ}, rows with right, left and hole padding"),
-            InputSource::Given(inputs),
-        ));
     } else {
         cases.push((
             "generated inputs".to_string(),
@@ -148,17 +167,15 @@ fn unrunnable(
 /// The mask pattern of each row of the text case.
 const PATTERNS: [Padding; 3] = [Padding::Right, Padding::Left, Padding::Holes];
 
-/// A mask like `t` (rows of [`SEQ`]) whose row `r` follows `PATTERNS[r]`; `t` itself when
-/// its shape or type is not a plain `[rows, seq]` int64/int32/float/bool mask.
-fn patterned_mask(t: &Tensor) -> Tensor {
+/// A mask like `t` whose row `r` follows `pattern(r)`; `t` itself when its shape or type is
+/// not a plain `[rows, seq]` int64/int32/float/bool mask.
+fn patterned_mask(t: &Tensor, pattern: &dyn Fn(usize) -> Padding) -> Tensor {
     let (rows, seq) = match t.dims.as_slice() {
-        [r, s] if *r == PATTERNS.len() as i64 && *s > 0 => (PATTERNS.len(), *s as usize),
+        [r, s] if *r > 0 && *s > 0 => (*r as usize, *s as usize),
         _ => return t.clone(),
     };
-    let mask: Vec<bool> = PATTERNS
-        .iter()
-        .enumerate()
-        .flat_map(|(r, p)| transfuse_parity::mask_row(*p, r, rows, seq))
+    let mask: Vec<bool> = (0..rows)
+        .flat_map(|r| transfuse_parity::mask_row(pattern(r), r, rows, seq))
         .collect();
     let dims = t.dims.clone();
     let name = t.name.clone();

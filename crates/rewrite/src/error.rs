@@ -64,6 +64,9 @@ pub enum RewriteError {
         /// The limit in force.
         limit: usize,
     },
+    /// The fixed shapes asked for do not fit the model (see [`crate::FixedShapes`]).
+    #[error("fixed shapes: {0}")]
+    FixedShapes(#[from] crate::fixed_shapes::FixedShapesError),
     /// The rewritten graph failed the IR's checks.
     #[error("the rewritten graph is invalid: {0}")]
     InvalidGraph(#[from] transfuse_ir::IrError),

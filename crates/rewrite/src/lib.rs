@@ -30,6 +30,10 @@
 //! - Lowering (`lower/`, private): back to ONNX in three steps, naming, ordering and
 //!   emission, keeping value names, original nodes with their metadata and every output
 //!   they declared.
+//! - Fixed shapes ([`FixedShapes`], `fixed_shapes.rs`): with `OptimizeOptions::fixed_shapes`,
+//!   the named input dims are made static before import, and after lowering every node
+//!   that then computes a constant (the shape arithmetic) becomes an initializer
+//!   (`lower/fold.rs`, evaluated by the reference interpreter, small results only).
 //! - [`opset`]: a default-domain opset above [`opset::MAX_KNOWN_OPSET`] is refused; an output
 //!   with an op newer than the model's opset is raised to it only where every op means the
 //!   same, else made without that op; created values get `value_info`.
@@ -74,6 +78,7 @@ mod analysis;
 mod error;
 pub mod explain;
 mod extract;
+mod fixed_shapes;
 pub mod fusions;
 mod import;
 mod infer;
@@ -96,8 +101,10 @@ pub use analysis::{ClassData, EGraph, OnnxAnalysis, ValueFacts};
 pub use egg::Id;
 pub use error::RewriteError;
 pub use explain::{Explanation, FamilyCoverage, UnfusedSite, explain};
+pub use fixed_shapes::{FixedShape, FixedShapes, FixedShapesError, ResolvedShapes};
 pub use fusions::{FUSIONS, Fusion};
 pub use lang::{AttrVal, INTERNAL_DOMAIN, Onnx, OpNode, TensorId};
+pub use lower::{MAX_FOLDED_ELEMENTS, MAX_FOLDED_INDEX_ELEMENTS};
 pub use options::{FusionSet, OptimizeOptions, RunnerLimits};
 pub use report::{EGraphReport, Report, fused_counts, fused_op_types};
 pub use symbolic::{ConstValue, Scalar, SymDim};
@@ -112,11 +119,16 @@ pub mod testing {
 /// Optimizes `model` with the fusions and limits of `options`.
 ///
 /// The input is not changed. Errors on a default-domain opset newer than transfuse knows
-/// (see [`opset`]), on a graph that violates the IR's invariants or a bug in a rule; a fusion
-/// whose conditions do not hold simply does not apply. The output is valid at the opset it
+/// (see [`opset`]), on fixed shapes that do not fit the model ([`FixedShapesError`]), on a
+/// graph that violates the IR's invariants or a bug in a rule; a fusion whose conditions do
+/// not hold simply does not apply. The output is valid at the opset it
 /// imports (raised to 17 for `LayerNormalization` only where every op means the same).
 pub fn optimize(model: &Model, options: &OptimizeOptions) -> Result<(Model, Report), RewriteError> {
-    opset::optimize(model, options, optimize_at_model_opset)
+    if options.fixed_shapes.is_empty() {
+        return opset::optimize(model, options, optimize_at_model_opset);
+    }
+    let fixed = options.fixed_shapes.apply(model)?;
+    opset::optimize(&fixed, options, optimize_at_model_opset)
 }
 
 /// [`optimize`] without the opset handling.
@@ -127,7 +139,7 @@ fn optimize_at_model_opset(
     let start = Instant::now();
     let own_rules = fusions::rules_for(&options.fusions)?;
     let rules: Vec<&rule::Rewrite> = own_rules.iter().chain(options.extra_rules.iter()).collect();
-    if rules.is_empty() {
+    if rules.is_empty() && options.fixed_shapes.is_empty() {
         // No fusion selected (`--fusions none`): the model is returned exactly as loaded, not
         // re-extracted, so "none" is a faithful baseline.
         let mut report = Report {
@@ -194,7 +206,10 @@ fn optimize_at_model_opset(
         fused: fusions::fused_ops(),
     };
     let extraction = extract::extract(&egraph, egraph.find(imported.root), |n| costs.cost(n))?;
-    let out = lower::lower(model, &imported, &egraph, &extraction, &original)?;
+    let (mut out, facts) = lower::lower(model, &imported, &egraph, &extraction, &original)?;
+    if !options.fixed_shapes.is_empty() {
+        lower::fold_constants(&mut out, &facts)?;
+    }
     report.count_ops(&model.graph, &out.graph);
     report.optimize_ms = start.elapsed().as_secs_f64() * 1e3;
     Ok((out, report))

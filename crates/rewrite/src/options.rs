@@ -174,6 +174,10 @@ pub struct OptimizeOptions {
     pub fusions: FusionSet,
     /// Runner limits.
     pub limits: RunnerLimits,
+    /// Dims made static before optimizing (`batch=1,sequence=128`, `input_ids=1x128`); when
+    /// any are, every shape computation they determine is folded to constants after
+    /// lowering. Empty by default (see [`crate::FixedShapes`]).
+    pub fixed_shapes: crate::fixed_shapes::FixedShapes,
     /// Rules run besides the enabled fusions' (tests use it to show that verification
     /// catches a rule that is wrong on purpose). Their fused ops are extracted only where an
     /// enabled fusion emits the same op.

@@ -9,9 +9,11 @@
 //! disappear); nodes come out topologically sorted.
 //!
 //! Three steps: [`naming`] decides the value names, [`order`] the order of the extracted
-//! classes, [`emit`] writes one node per class.
+//! classes, [`emit`] writes one node per class. With fixed input shapes, [`fold`] then
+//! replaces the shape computations by constants.
 
 mod emit;
+mod fold;
 mod naming;
 mod order;
 
@@ -27,6 +29,8 @@ use crate::extract::Extraction;
 use crate::import::Imported;
 use crate::lang::Onnx;
 use emit::Emitter;
+pub use fold::{MAX_FOLDED_ELEMENTS, MAX_FOLDED_INDEX_ELEMENTS};
+pub(crate) use fold::{StaticFacts, fold_constants};
 use naming::ClassNames;
 
 /// The original nodes by their canonical e-node (children are canonical e-class ids after
@@ -41,7 +45,8 @@ pub(crate) fn canonical_originals(imported: &Imported, egraph: &EGraph) -> HashM
     original
 }
 
-/// Writes the extracted graph as a model (a copy of `model` with a new main graph).
+/// Writes the extracted graph as a model (a copy of `model` with a new main graph), with the
+/// element type and static shape the e-graph knows for each written value.
 /// `original` is [`canonical_originals`] of the same e-graph.
 pub(crate) fn lower(
     model: &Model,
@@ -49,7 +54,7 @@ pub(crate) fn lower(
     egraph: &EGraph,
     extraction: &Extraction,
     original: &HashMap<Onnx, usize>,
-) -> Result<Model, RewriteError> {
+) -> Result<(Model, StaticFacts), RewriteError> {
     let graph = &model.graph;
     let find = |id: Id| egraph.find(id);
     let choice = &extraction.choice;
@@ -129,11 +134,12 @@ pub(crate) fn lower(
         out.initializers.entry(name).or_insert(t);
     }
     out.value_info.retain(|v| defined.contains(&v.name));
+    let facts = fold::class_facts(egraph, names.named());
     out.check()?;
     let mut model = model.clone_with_graph(out);
     if model.graph.nodes.iter().any(|n| n.domain == MS_DOMAIN) {
         // Version 1 at least: an input may import com.microsoft at version 0.
         model.require_opset(MS_DOMAIN, 1);
     }
-    Ok(model)
+    Ok((model, facts))
 }

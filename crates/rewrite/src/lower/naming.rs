@@ -114,6 +114,11 @@ impl<'a> ClassNames<'a> {
         self.by_class.get(&self.egraph.find(id))
     }
 
+    /// Every named class with its name.
+    pub(super) fn named(&self) -> impl Iterator<Item = (Id, &String)> {
+        self.by_class.iter().map(|(id, name)| (*id, name))
+    }
+
     /// Sets the name of class `id`.
     pub(super) fn set(&mut self, id: Id, name: String) {
         self.by_class.insert(self.egraph.find(id), name);
