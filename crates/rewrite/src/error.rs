@@ -64,6 +64,9 @@ pub enum RewriteError {
         /// The limit in force.
         limit: usize,
     },
+    /// [`to_float16`](crate::to_float16) cannot convert this model.
+    #[error("cannot convert to float16: {0}")]
+    Float16(String),
     /// The rewritten graph failed the IR's checks.
     #[error("the rewritten graph is invalid: {0}")]
     InvalidGraph(#[from] transfuse_ir::IrError),
