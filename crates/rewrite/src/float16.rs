@@ -353,7 +353,40 @@ fn value_dtypes(model: &Model) -> Result<HashMap<String, DataType>, RewriteError
             out.insert(name.clone(), d);
         }
     }
+    // Outputs the analysis leaves untyped (those of com.microsoft ops, and what follows
+    // them), in topological order: the op's fixed output type where it has one, else the
+    // type of its first float input (its `T`).
+    for node in &model.graph.nodes {
+        let float_input = node
+            .inputs
+            .iter()
+            .filter_map(|v| out.get(v.as_str()).copied())
+            .find(|d| d.is_float());
+        for (i, o) in node.outputs.iter().enumerate() {
+            if o.is_empty() || out.contains_key(o.as_str()) {
+                continue;
+            }
+            if let Some(d) = fixed_output_type(node, i).or(float_input) {
+                out.insert(o.clone(), d);
+            }
+        }
+    }
     Ok(out)
+}
+
+/// The output types that do not follow the inputs' float type.
+fn fixed_output_type(node: &Node, output: usize) -> Option<DataType> {
+    Some(match (node.op_type.as_str(), output) {
+        ("EmbedLayerNormalization", 1) => DataType::Int32,
+        ("Shape" | "Size" | "ArgMax" | "ArgMin" | "NonZero", _) => DataType::Int64,
+        (
+            "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "Not" | "And" | "Or"
+            | "Xor" | "IsNaN" | "IsInf",
+            _,
+        ) => DataType::Bool,
+        ("Cast", 0) => DataType::from_code(i32::try_from(node.attr_int("to")?).ok()?),
+        _ => return None,
+    })
 }
 
 /// Fresh value names.
