@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module and is registered in [`Command`].
 
 mod bench;
+mod fp16_accuracy;
 mod io_bench;
 mod models;
 mod optimize;
@@ -36,6 +37,8 @@ enum Command {
     Parity(transfuse_cli::parity::Args),
     /// Benchmark latency of original, ONNX Runtime-optimized, peer-optimized and transfuse-optimized models (page under target/bench; --publish updates docs/benchmarks.md).
     Bench(bench::Args),
+    /// fp16 accuracy on real inputs: MiniLM sentence embeddings and ViT on photographs, f32 vs `--float16` (results under target/fp16-accuracy).
+    Fp16Accuracy(fp16_accuracy::Args),
     /// Provision ONNX Runtime and the benchmark models, then run the whole test suite.
     Test(test_cmd::Args),
 }
@@ -50,6 +53,7 @@ fn main() {
         Command::Bench(a) => bench::run(a),
         Command::IoBench(a) => io_bench::run(a),
         Command::Test(a) => test_cmd::run(a),
+        Command::Fp16Accuracy(a) => fp16_accuracy::run(a),
     };
     if let Err(e) = result {
         // The exit statuses of `transfuse` (see `transfuse --help`).

@@ -129,9 +129,11 @@ pub fn run(args: Args) -> Result<()> {
     // --float16: the fused model (verified exact above) is converted, and the converted
     // model is verified against the original under the fp16 tolerance.
     let (verification, float16) = if args.float16 {
-        let (half, f16_report) =
-            transfuse_rewrite::to_float16(&optimized, &transfuse_rewrite::Float16Options::default())
-                .with_context(|| format!("converting {} to float16", input.display()))?;
+        let (half, f16_report) = transfuse_rewrite::to_float16(
+            &optimized,
+            &transfuse_rewrite::Float16Options::default(),
+        )
+        .with_context(|| format!("converting {} to float16", input.display()))?;
         optimized = half;
         let verification = match verification {
             Some(v) if v.skipped.is_none() => Some(

@@ -159,7 +159,11 @@ impl Interpreter {
                         opset,
                     })?;
                 let kernel = (entry.build)(&ctx).map_err(node_error)?;
-                StepKind::Kernel(crate::half_precision::widening(domain, &node.op_type, kernel))
+                StepKind::Kernel(crate::half_precision::widening(
+                    domain,
+                    &node.op_type,
+                    kernel,
+                ))
             };
             let step_inputs = node
                 .inputs

@@ -148,9 +148,11 @@ impl Value {
         match self {
             Value::F32(a) => Tensor::from_f32(name, dims, &a.iter().copied().collect::<Vec<_>>()),
             Value::F64(a) => Tensor::from_f64(name, dims, &a.iter().copied().collect::<Vec<_>>()),
-            Value::F16(a) => {
-                Tensor::from_f16_bits(name, dims, &a.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
-            }
+            Value::F16(a) => Tensor::from_f16_bits(
+                name,
+                dims,
+                &a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            ),
             Value::I64(a) => Tensor::from_i64(name, dims, &a.iter().copied().collect::<Vec<_>>()),
             Value::I32(a) => Tensor::from_i32(name, dims, &a.iter().copied().collect::<Vec<_>>()),
             Value::Bool(a) => Tensor::from_bool(name, dims, &a.iter().copied().collect::<Vec<_>>()),

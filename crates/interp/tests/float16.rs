@@ -11,7 +11,13 @@ use ndarray::{ArrayD, IxDyn};
 use transfuse_interp::Value;
 
 fn f16s(shape: &[usize], data: &[f32]) -> Value {
-    Value::F16(ArrayD::from_shape_vec(IxDyn(shape), data.iter().map(|&x| f16::from_f32(x)).collect()).unwrap())
+    Value::F16(
+        ArrayD::from_shape_vec(
+            IxDyn(shape),
+            data.iter().map(|&x| f16::from_f32(x)).collect(),
+        )
+        .unwrap(),
+    )
 }
 
 fn halves(v: &Value) -> Vec<f16> {
@@ -34,7 +40,16 @@ fn cast_rounds_to_nearest_even_and_overflows_to_infinity() {
     let h: Vec<f32> = halves(&out[0]).iter().map(|x| x.to_f32()).collect();
     // 65520 is the rounding boundary to infinity; 2049 and 2051 are ties at spacing 2 that
     // go to the even neighbour.
-    let want = [0.333_251_95, f32::INFINITY, 65504.0, f32::INFINITY, 0.0, -2.5, 2048.0, 2052.0];
+    let want = [
+        0.333_251_95,
+        f32::INFINITY,
+        65504.0,
+        f32::INFINITY,
+        0.0,
+        -2.5,
+        2048.0,
+        2052.0,
+    ];
     assert_eq!(h, want);
     assert_eq!(out[1], f32s(&[8], &want));
 }
@@ -43,7 +58,9 @@ fn cast_rounds_to_nearest_even_and_overflows_to_infinity() {
 fn matmul_accumulates_in_f32_and_rounds_its_output_once() {
     // 1 + 2^-11 per term: an f16 accumulator would lose every increment, f32 keeps them.
     let a = vec![1.0_f32; 16];
-    let b: Vec<f32> = (0..16).map(|i| if i == 0 { 1.0 } else { 2f32.powi(-11) }).collect();
+    let b: Vec<f32> = (0..16)
+        .map(|i| if i == 0 { 1.0 } else { 2f32.powi(-11) })
+        .collect();
     let out = ModelBuilder::new(17)
         .input("a", f16s(&[1, 16], &a))
         .input("b", f16s(&[16, 1], &b))
@@ -66,7 +83,10 @@ fn elementwise_ops_round_every_output() {
         .outputs(&["q", "y"])
         .run()
         .unwrap();
-    let q: Vec<f16> = [1.0f32 / 3.0, 2.0 / 3.0, 3.0 / 7.0].iter().map(|&x| f16::from_f32(x)).collect();
+    let q: Vec<f16> = [1.0f32 / 3.0, 2.0 / 3.0, 3.0 / 7.0]
+        .iter()
+        .map(|&x| f16::from_f32(x))
+        .collect();
     assert_eq!(halves(&out[0]), q);
     let y: Vec<f16> = q
         .iter()
@@ -82,7 +102,11 @@ fn layer_norm_output_is_f16_and_its_statistics_f32() {
         .input("x", f16s(&[1, 4], &[1.0, 2.0, 3.0, 4.0]))
         .input("s", f16s(&[4], &[1.0; 4]))
         .input("b", f16s(&[4], &[0.0; 4]))
-        .node(op("LayerNormalization", &["x", "s", "b"], &["y", "mean", "inv"]))
+        .node(op(
+            "LayerNormalization",
+            &["x", "s", "b"],
+            &["y", "mean", "inv"],
+        ))
         .outputs(&["y", "mean", "inv"])
         .run()
         .unwrap();
@@ -91,7 +115,10 @@ fn layer_norm_output_is_f16_and_its_statistics_f32() {
     assert_eq!(out[2].dtype(), transfuse_ir::DataType::Float);
     let y: Vec<f32> = halves(&out[0]).iter().map(|x| x.to_f32()).collect();
     let sd = (1.25f32 + 1e-5).sqrt();
-    let want: Vec<f32> = [-1.5f32, -0.5, 0.5, 1.5].iter().map(|d| f16::from_f32(d / sd).to_f32()).collect();
+    let want: Vec<f32> = [-1.5f32, -0.5, 0.5, 1.5]
+        .iter()
+        .map(|d| f16::from_f32(d / sd).to_f32())
+        .collect();
     assert_eq!(y, want);
 }
 

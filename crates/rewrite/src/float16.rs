@@ -141,11 +141,11 @@ pub fn to_float16(
     options: &Float16Options,
 ) -> Result<(Model, Float16Report), RewriteError> {
     let graph = &model.graph;
-    if let Some(node) = graph
-        .nodes
-        .iter()
-        .find(|n| n.attributes.iter().any(|a| matches!(a.value, AttrValue::Graph(_) | AttrValue::Graphs(_))))
-    {
+    if let Some(node) = graph.nodes.iter().find(|n| {
+        n.attributes
+            .iter()
+            .any(|a| matches!(a.value, AttrValue::Graph(_) | AttrValue::Graphs(_)))
+    }) {
         return Err(RewriteError::Float16(format!(
             "node '{}' has a subgraph; graphs with subgraphs are not converted",
             node.label()
@@ -183,7 +183,9 @@ pub fn to_float16(
     for (n, p) in graph.nodes.iter().zip(&node_precision) {
         let touches_f32 = n.inputs.iter().chain(&n.outputs).any(|v| is_f32(v));
         if *p == Precision::F32 && touches_f32 {
-            report.kept_f32.push(format!("{} ({})", n.op_type, n.label()));
+            report
+                .kept_f32
+                .push(format!("{} ({})", n.op_type, n.label()));
         }
     }
 
@@ -217,7 +219,11 @@ pub fn to_float16(
     }
     for name in graph.initializers.keys() {
         if is_f32(name) && !graph_inputs.contains(name.as_str()) {
-            let p = if wants_f16(name) { Precision::F16 } else { Precision::F32 };
+            let p = if wants_f16(name) {
+                Precision::F16
+            } else {
+                Precision::F32
+            };
             home.insert(name, p);
         }
     }
@@ -228,7 +234,11 @@ pub fn to_float16(
             }
             let p = if n.op_type == "Constant" && n.is_onnx() && *p == Precision::F16 {
                 // A constant is converted only for fp16 readers.
-                if wants_f16(v) { Precision::F16 } else { Precision::F32 }
+                if wants_f16(v) {
+                    Precision::F16
+                } else {
+                    Precision::F32
+                }
             } else if F32_OUTPUTS.contains(&(n.op_type.as_str(), i)) {
                 Precision::F32
             } else {
@@ -248,14 +258,21 @@ pub fn to_float16(
         }
     }
     let mut casts = Casts::default();
-    let shape_of = |v: &str| graph.value_type(v).and_then(|t| t.shape().map(<[Dim]>::to_vec));
+    let shape_of = |v: &str| {
+        graph
+            .value_type(v)
+            .and_then(|t| t.shape().map(<[Dim]>::to_vec))
+    };
 
     let mut out = graph.clone_without_nodes();
     // Initializers.
     for (name, tensor) in &graph.initializers {
         match home.get(name.as_str()) {
             Some(Precision::F16) => {
-                let new_name = produced_as.get(name).cloned().unwrap_or_else(|| name.clone());
+                let new_name = produced_as
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| name.clone());
                 let (t, clamped) = tensor_to_f16(tensor, &new_name, options)?;
                 report.converted_tensors += 1;
                 report.clamped_elements += clamped;
@@ -278,7 +295,10 @@ pub fn to_float16(
             } else {
                 *p
             };
-            let source = produced_as.get(v.as_str()).cloned().unwrap_or_else(|| v.clone());
+            let source = produced_as
+                .get(v.as_str())
+                .cloned()
+                .unwrap_or_else(|| v.clone());
             if have == need {
                 *v = source;
             } else if need == Precision::F32 && graph_outputs.contains(v.as_str()) {
@@ -314,13 +334,18 @@ pub fn to_float16(
             .push(ValueInfo::tensor(cast.clone(), to.dtype(), shape_of(of)));
     }
     for (of, renamed) in &produced_as {
-        out.value_info
-            .push(ValueInfo::tensor(renamed.clone(), DataType::Float16, shape_of(of)));
+        out.value_info.push(ValueInfo::tensor(
+            renamed.clone(),
+            DataType::Float16,
+            shape_of(of),
+        ));
     }
     out.nodes.extend(casts.nodes);
     // value_info of values now made in fp16 under their own name.
     for vi in &mut out.value_info {
-        if home.get(vi.name.as_str()) == Some(&Precision::F16) && !produced_as.contains_key(&vi.name) {
+        if home.get(vi.name.as_str()) == Some(&Precision::F16)
+            && !produced_as.contains_key(&vi.name)
+        {
             if let Some(transfuse_ir::ValueType::Tensor { elem_type, .. }) = &mut vi.ty {
                 *elem_type = DataType::Float16;
             }
@@ -482,8 +507,10 @@ fn retype_attributes(
                 None => Tensor::from_f16_bits("value", vec![1], &[0]),
             };
             node.attributes.retain(|a| a.name != "value");
-            node.attributes
-                .push(transfuse_ir::Attribute::new("value", AttrValue::Tensor(fill)));
+            node.attributes.push(transfuse_ir::Attribute::new(
+                "value",
+                AttrValue::Tensor(fill),
+            ));
         }
         "Constant" => {
             let value = match node.attributes.as_slice() {

@@ -39,14 +39,21 @@ fn models() -> Vec<(String, PathBuf)> {
 fn fused_counts(model: &Model) -> BTreeMap<String, usize> {
     let fused: HashSet<&str> = fused_op_types().into_iter().map(|(_, op)| op).collect();
     let mut counts = BTreeMap::new();
-    for n in model.graph.nodes.iter().filter(|n| fused.contains(n.op_type.as_str())) {
+    for n in model
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| fused.contains(n.op_type.as_str()))
+    {
         *counts.entry(n.op_type.clone()).or_insert(0) += 1;
     }
     counts
 }
 
 fn cast_to(node: &Node) -> Option<i64> {
-    (node.op_type == "Cast").then(|| node.attr_int("to")).flatten()
+    (node.op_type == "Cast")
+        .then(|| node.attr_int("to"))
+        .flatten()
 }
 
 /// The converted model's structure: fp16 weights, the original signature, one Cast per
@@ -54,8 +61,16 @@ fn cast_to(node: &Node) -> Option<i64> {
 fn check_structure(name: &str, original: &Model, half: &Model, kept_f32: &[String]) {
     let g = &half.graph;
     assert_eq!(g.inputs, original.graph.inputs, "{name}: inputs changed");
-    let sig = |vs: &[ValueInfo]| vs.iter().map(|v| (v.name.clone(), v.elem_type())).collect::<Vec<_>>();
-    assert_eq!(sig(&g.outputs), sig(&original.graph.outputs), "{name}: outputs changed");
+    let sig = |vs: &[ValueInfo]| {
+        vs.iter()
+            .map(|v| (v.name.clone(), v.elem_type()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        sig(&g.outputs),
+        sig(&original.graph.outputs),
+        "{name}: outputs changed"
+    );
 
     let consumers = g.consumers();
     // Every f32 initializer left is read only by nodes kept in f32 (Resize scales).
@@ -72,14 +87,27 @@ fn check_structure(name: &str, original: &Model, half: &Model, kept_f32: &[Strin
         }
     }
     assert!(
-        g.initializers.values().any(|t| t.dtype == DataType::Float16),
+        g.initializers
+            .values()
+            .any(|t| t.dtype == DataType::Float16),
         "{name}: no fp16 weight"
     );
     // Each f32 input: read by exactly one Cast to fp16 (and by f32 nodes only otherwise).
-    for v in g.inputs.iter().filter(|v| v.elem_type() == Some(DataType::Float)) {
-        let readers: Vec<&Node> = consumers[v.name.as_str()].iter().map(|&i| &g.nodes[i]).collect();
+    for v in g
+        .inputs
+        .iter()
+        .filter(|v| v.elem_type() == Some(DataType::Float))
+    {
+        let readers: Vec<&Node> = consumers[v.name.as_str()]
+            .iter()
+            .map(|&i| &g.nodes[i])
+            .collect();
         let casts = readers.iter().filter(|n| cast_to(n) == Some(F16)).count();
-        assert_eq!(casts, 1, "{name}: input '{}' has {casts} casts to fp16", v.name);
+        assert_eq!(
+            casts, 1,
+            "{name}: input '{}' has {casts} casts to fp16",
+            v.name
+        );
         for n in readers.iter().filter(|n| cast_to(n) != Some(F16)) {
             assert!(
                 kept_f32.iter().any(|k| k.contains(&n.label())),
@@ -90,12 +118,30 @@ fn check_structure(name: &str, original: &Model, half: &Model, kept_f32: &[Strin
         }
     }
     // Each f32 output: made by one Cast to f32 of an fp16 value.
-    for v in g.outputs.iter().filter(|v| v.elem_type() == Some(DataType::Float)) {
-        let producer = g.nodes.iter().find(|n| n.outputs.contains(&v.name)).unwrap();
-        assert_eq!(cast_to(producer), Some(F32), "{name}: output '{}' not cast back", v.name);
+    for v in g
+        .outputs
+        .iter()
+        .filter(|v| v.elem_type() == Some(DataType::Float))
+    {
+        let producer = g
+            .nodes
+            .iter()
+            .find(|n| n.outputs.contains(&v.name))
+            .unwrap();
+        assert_eq!(
+            cast_to(producer),
+            Some(F32),
+            "{name}: output '{}' not cast back",
+            v.name
+        );
         let source = &producer.inputs[0];
         let made_by = g.nodes.iter().find(|n| n.outputs.contains(source)).unwrap();
-        assert_ne!(cast_to(made_by), Some(F32), "{name}: two casts before '{}'", v.name);
+        assert_ne!(
+            cast_to(made_by),
+            Some(F32),
+            "{name}: two casts before '{}'",
+            v.name
+        );
     }
 }
 
@@ -121,7 +167,8 @@ fn parity(name: &str, original: &Model, half: &Model, inputs: &[Tensor], runtime
 
 #[test]
 fn every_tiny_model_converts_and_stays_within_the_fp16_tolerance() {
-    let ort = Runtime::ort(SessionOptions::default().optimization_level(OptimizationLevel::Disabled));
+    let ort =
+        Runtime::ort(SessionOptions::default().optimization_level(OptimizationLevel::Disabled));
     for (name, path) in models() {
         let model = Model::load(&path).unwrap();
         let fused = optimize(&model, &OptimizeOptions::default()).unwrap().0;
@@ -132,8 +179,13 @@ fn every_tiny_model_converts_and_stays_within_the_fp16_tolerance() {
             assert!(k.starts_with("Resize "), "{name}: {k} kept in f32");
         }
         check_structure(&name, &model, &half, &report.kept_f32);
-        assert_eq!(fused_counts(&half), fused_counts(&fused), "{name}: fused ops changed");
-        let data = read_test_data(&model, &path.with_extension("").join("test_data_set_0")).unwrap();
+        assert_eq!(
+            fused_counts(&half),
+            fused_counts(&fused),
+            "{name}: fused ops changed"
+        );
+        let data =
+            read_test_data(&model, &path.with_extension("").join("test_data_set_0")).unwrap();
         parity(&name, &model, &half, &data.inputs, Runtime::reference());
         parity(&name, &model, &half, &data.inputs, ort.clone());
     }
@@ -175,7 +227,11 @@ fn a_blocked_op_stays_f32_between_casts() {
     let g = &half.graph;
     let node = |op: &str| g.nodes.iter().find(|n| n.op_type == op).unwrap();
     assert_eq!(report.kept_f32.len(), 1, "{:?}", report.kept_f32);
-    assert!(report.kept_f32[0].starts_with("Max "), "{:?}", report.kept_f32);
+    assert!(
+        report.kept_f32[0].starts_with("Max "),
+        "{:?}",
+        report.kept_f32
+    );
     // Max reads its f32 operands: a Cast back from fp16 for the product, `c` as it was.
     let max = node("Max");
     let producer = |v: &str| g.nodes.iter().find(|n| n.outputs.iter().any(|o| o == v));
@@ -183,7 +239,10 @@ fn a_blocked_op_stays_f32_between_casts() {
     assert_eq!(g.initializers["c"].dtype, DataType::Float);
     // Mul and Add compute in fp16; their weights are fp16, `b` clamped to 1e4.
     assert_eq!(g.initializers["w"].dtype, DataType::Float16);
-    assert_eq!(g.initializers["b"].to_f32_vec().unwrap(), vec![1.0, 2.0, 1e4, -3.0]);
+    assert_eq!(
+        g.initializers["b"].to_f32_vec().unwrap(),
+        vec![1.0, 2.0, 1e4, -3.0]
+    );
     assert_eq!(report.clamped_elements, 2, "7e4 to 1e4 and 1e-9 to 1e-7");
     let add = node("Add");
     assert_eq!(cast_to(producer(&add.inputs[0]).unwrap()), Some(F16));
@@ -198,14 +257,22 @@ fn a_blocked_op_stays_f32_between_casts() {
     assert_eq!(all_half.graph.initializers["c"].dtype, DataType::Float16);
     // Both compute what the original does within the fp16 tolerance (the clamped 7e4 aside:
     // that column is checked against 1e4).
-    let x = Tensor::from_f32("x", vec![2, 4], &[1.0, -2.0, 0.3, 4.0, -0.5, 0.25, 2.0, 1.0]);
+    let x = Tensor::from_f32(
+        "x",
+        vec![2, 4],
+        &[1.0, -2.0, 0.3, 4.0, -0.5, 0.25, 2.0, 1.0],
+    );
     for m in [&half, &all_half] {
         let got = transfuse_parity::run_model(m, &[x.clone()], &Runtime::reference()).unwrap();
-        let want = transfuse_parity::run_model(&model, &[x.clone()], &Runtime::reference()).unwrap();
+        let want =
+            transfuse_parity::run_model(&model, &[x.clone()], &Runtime::reference()).unwrap();
         let (got, want) = (got[0].to_f32_vec().unwrap(), want[0].to_f32_vec().unwrap());
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             let w = if i % 4 == 2 { w - 7e4 + 1e4 } else { *w };
-            assert!(Tolerance::float16().accepts(f64::from(*g), f64::from(w)), "{i}: {g} vs {w}");
+            assert!(
+                Tolerance::float16().accepts(f64::from(*g), f64::from(w)),
+                "{i}: {g} vs {w}"
+            );
         }
     }
 }
@@ -265,7 +332,9 @@ fn every_converted_tiny_model_passes_the_onnx_checker() {
         .arg(CHECK_SCRIPT)
         .args(&files)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e} (or set TRANSFUSE_SKIP_PYTHON_CHECKS=1)"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run {python}: {e} (or set TRANSFUSE_SKIP_PYTHON_CHECKS=1)")
+        });
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
         result.status.success(),
