@@ -154,7 +154,7 @@ pub fn run(args: Args) -> Result<()> {
     drop(model);
 
     // Everything that can fail runs before the first file is written.
-    let report_json = serde_json::to_string_pretty(&json_report(
+    let mut report_value = json_report(
         &report,
         &input,
         &output,
@@ -162,10 +162,15 @@ pub fn run(args: Args) -> Result<()> {
         &fusions,
         verification.as_ref(),
         &explanation,
-        float16.as_ref(),
-    )?)
-    .context("serializing the report")?
-        + "\n";
+    )?;
+    if let (Some(f), Some(object)) = (&float16, report_value.as_object_mut()) {
+        object.insert(
+            "float16".into(),
+            serde_json::to_value(f).context("serializing the report")?,
+        );
+    }
+    let report_json =
+        serde_json::to_string_pretty(&report_value).context("serializing the report")? + "\n";
     let dot = args.dot.as_ref().map(|_| optimized.graph.to_dot());
 
     // The model first (staged and renamed into place by the IR), then the small files; if
@@ -310,7 +315,6 @@ fn json_report(
     fusions: &FusionSet,
     verification: Option<&Verification>,
     explanation: &transfuse_rewrite::explain::Explanation,
-    float16: Option<&transfuse_rewrite::Float16Report>,
 ) -> Result<serde_json::Value> {
     let mut value = serde_json::to_value(report).context("serializing the report")?;
     if let Some(object) = value.as_object_mut() {
@@ -322,12 +326,6 @@ fn json_report(
             "coverage".into(),
             serde_json::to_value(&explanation.coverage).context("serializing the report")?,
         );
-        if let Some(f) = float16 {
-            object.insert(
-                "float16".into(),
-                serde_json::to_value(f).context("serializing the report")?,
-            );
-        }
         object.insert("tool".into(), "transfuse".into());
         object.insert("version".into(), env!("CARGO_PKG_VERSION").into());
         object.insert("input".into(), input.display().to_string().into());

@@ -345,10 +345,9 @@ pub fn to_float16(
     for vi in &mut out.value_info {
         if home.get(vi.name.as_str()) == Some(&Precision::F16)
             && !produced_as.contains_key(&vi.name)
+            && let Some(transfuse_ir::ValueType::Tensor { elem_type, .. }) = &mut vi.ty
         {
-            if let Some(transfuse_ir::ValueType::Tensor { elem_type, .. }) = &mut vi.ty {
-                *elem_type = DataType::Float16;
-            }
+            *elem_type = DataType::Float16;
         }
     }
     out.check()?;

@@ -263,9 +263,11 @@ fn a_blocked_op_stays_f32_between_casts() {
         &[1.0, -2.0, 0.3, 4.0, -0.5, 0.25, 2.0, 1.0],
     );
     for m in [&half, &all_half] {
-        let got = transfuse_parity::run_model(m, &[x.clone()], &Runtime::reference()).unwrap();
+        let got = transfuse_parity::run_model(m, std::slice::from_ref(&x), &Runtime::reference())
+            .unwrap();
         let want =
-            transfuse_parity::run_model(&model, &[x.clone()], &Runtime::reference()).unwrap();
+            transfuse_parity::run_model(&model, std::slice::from_ref(&x), &Runtime::reference())
+                .unwrap();
         let (got, want) = (got[0].to_f32_vec().unwrap(), want[0].to_f32_vec().unwrap());
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             let w = if i % 4 == 2 { w - 7e4 + 1e4 } else { *w };
