@@ -4,6 +4,7 @@
 //! for optimize and parity, `transfuse-bench` for bench and models), and is registered in
 //! [`Command`].
 
+mod fp16_accuracy;
 mod io_bench;
 mod optimize;
 mod ort_lib;
@@ -37,6 +38,8 @@ enum Command {
     Parity(transfuse_cli::parity::Args),
     /// Benchmark latency of original, ONNX Runtime-optimized, peer-optimized and transfuse-optimized models (page under target/bench; --publish updates docs/benchmarks.md).
     Bench(transfuse_bench::Args),
+    /// fp16 accuracy on real inputs: MiniLM sentence embeddings and ViT on photographs, f32 vs `--float16` (results under target/fp16-accuracy).
+    Fp16Accuracy(fp16_accuracy::Args),
     /// Provision ONNX Runtime and the benchmark models, then run the whole test suite.
     Test(test_cmd::Args),
 }
@@ -60,6 +63,7 @@ fn main() {
         Command::Bench(a) => bench(a),
         Command::IoBench(a) => io_bench::run(a),
         Command::Test(a) => test_cmd::run(a),
+        Command::Fp16Accuracy(a) => fp16_accuracy::run(a),
     };
     if let Err(e) = result {
         // The exit statuses of `transfuse` (see `transfuse --help`).

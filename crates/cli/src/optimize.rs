@@ -10,7 +10,7 @@ use transfuse_rewrite::{FixedShapes, FusionSet, OptimizeOptions, Report};
 
 use crate::UsageError;
 use crate::output::{Printer, write_stdout};
-use crate::verify::{Verification, verify};
+use crate::verify::{Verification, verify, verify_within};
 
 /// Arguments of `transfuse optimize`.
 #[derive(Debug, clap::Args)]
@@ -57,6 +57,11 @@ pub struct Flags {
     /// Verify before writing (the default).
     #[arg(long, conflicts_with = "no_verify")]
     pub verify: bool,
+    /// Convert the optimized model to float16: weights and activations in fp16, inputs and
+    /// outputs in their original types (one Cast at each), ONNX Runtime's op block list kept
+    /// in f32. Verified against the original with the fp16 tolerance (atol = rtol = 1e-2).
+    #[arg(long)]
+    pub float16: bool,
     /// Accepted for scripts written for ONNX Runtime's optimizer and ignored: the structure
     /// is detected from the graph.
     #[arg(long, value_name = "TYPE")]
@@ -137,6 +142,26 @@ pub fn run(args: Args) -> Result<()> {
         }
         Some(v)
     };
+    // --float16: the fused model (verified exact above) is converted, and the converted
+    // model is verified against the original under the fp16 tolerance.
+    let (verification, float16) = if args.float16 {
+        let (half, f16_report) = transfuse_rewrite::to_float16(
+            &optimized,
+            &transfuse_rewrite::Float16Options::default(),
+        )
+        .with_context(|| format!("converting {} to float16", input.display()))?;
+        optimized = half;
+        let verification = match verification {
+            Some(v) if v.skipped.is_none() => Some(
+                verify_within(&model, &optimized, transfuse_parity::Tolerance::float16())
+                    .context("verifying the float16 model")?,
+            ),
+            other => other,
+        };
+        (verification, Some(f16_report))
+    } else {
+        (verification, None)
+    };
     let explanation = transfuse_rewrite::explain(&optimized);
     if !fusions.is_empty() {
         // `--fusions none` writes the model exactly as loaded (a faithful baseline).
@@ -156,6 +181,12 @@ pub fn run(args: Args) -> Result<()> {
     )?;
     if !fixed_shapes.is_empty() {
         report_value["fixed_shapes"] = fixed_shapes_json(&fixed_shapes, &optimized);
+    }
+    if let (Some(f), Some(object)) = (&float16, report_value.as_object_mut()) {
+        object.insert(
+            "float16".into(),
+            serde_json::to_value(f).context("serializing the report")?,
+        );
     }
     let report_json =
         serde_json::to_string_pretty(&report_value).context("serializing the report")? + "\n";
@@ -200,6 +231,21 @@ pub fn run(args: Args) -> Result<()> {
         start.elapsed().as_secs_f64() * 1e3,
     );
     let _ = writeln!(text, "  fused/found: {}", explanation.summary());
+    if let Some(f) = &float16 {
+        let _ = writeln!(
+            text,
+            "  float16: {} tensors converted ({} values clamped), {} casts added, {} nodes kept in f32{}",
+            f.converted_tensors,
+            f.clamped_elements,
+            f.casts_added,
+            f.kept_f32.len(),
+            if f.kept_f32.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", f.kept_f32.join(", "))
+            }
+        );
+    }
     if args.explain {
         if explanation.unfused.is_empty() {
             let _ = writeln!(text, "  every attention, norm and GELU site is fused");

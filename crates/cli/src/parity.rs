@@ -7,14 +7,19 @@
 //!   signature, see [`transfuse_parity::inputs`]) and CANDIDATE's outputs are compared with
 //!   MODEL's.
 //!
+//! The verdict (PASS or FAIL, with the tolerance) is the first line printed. An fp16
+//! CANDIDATE (see [`transfuse_parity::computes_in_float16`]) of an f32 MODEL is judged with
+//! [`Tolerance::float16`] unless `--atol`/`--rtol` are given.
+//!
 //! Prints max absolute and relative error and a verdict per output, top-1 agreement for
 //! classification logits, and on failure the first intermediate value (same name in both
 //! graphs, in MODEL's topological order) whose values diverge. Fails (the binary exits
-//! non-zero) when parity fails. The check itself is [`transfuse_parity::check_files`].
+//! non-zero) when parity fails. The check itself is [`transfuse_parity::check_subjects`].
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use transfuse_ir::Model;
 use transfuse_ort::{OptimizationLevel, SessionOptions};
 
 use crate::{Mismatch, UsageError};
@@ -47,12 +52,13 @@ pub struct Args {
     /// Padding pattern of generated attention masks.
     #[arg(long, value_enum, default_value_t = Padding::Right)]
     pub padding: Padding,
-    /// Absolute tolerance.
-    #[arg(long, default_value_t = 1e-4)]
-    pub atol: f64,
-    /// Relative tolerance (added to atol, times |expected|).
-    #[arg(long, default_value_t = 0.0)]
-    pub rtol: f64,
+    /// Absolute tolerance [default: 1e-4; for an fp16 CANDIDATE of an f32 MODEL, 1e-2].
+    #[arg(long)]
+    pub atol: Option<f64>,
+    /// Relative tolerance, added to atol, times |expected| [default: 0; for an fp16
+    /// CANDIDATE of an f32 MODEL, 1e-2].
+    #[arg(long)]
+    pub rtol: Option<f64>,
     /// Write the report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -99,20 +105,55 @@ pub fn run(args: Args) -> Result<()> {
     let mut ort_options = SessionOptions::default()
         .optimization_level(args.ort_opt_level.unwrap_or(OptimizationLevel::Disabled));
     ort_options.intra_op_threads = args.threads;
+    let load = |path: &Path| {
+        Model::load(path).with_context(|| format!("checking parity: loading {}", path.display()))
+    };
+    let model = load(&args.model)?;
+    let candidate = args.candidate.as_deref().map(load).transpose()?;
+    let float16 = candidate.as_ref().is_some_and(|c| {
+        transfuse_parity::computes_in_float16(c) && !transfuse_parity::computes_in_float16(&model)
+    });
+    let default = if float16 {
+        Tolerance::float16()
+    } else {
+        Tolerance::absolute(1e-4)
+    };
+    let tolerance = Tolerance {
+        atol: args.atol.unwrap_or(default.atol),
+        rtol: args.rtol.unwrap_or(default.rtol),
+    };
     let options = Options {
         inputs,
         runtime: Runtime {
             kind: args.runtime,
             ort: ort_options,
         },
-        tolerance: Tolerance {
-            atol: args.atol,
-            rtol: args.rtol,
-        },
+        tolerance,
         locate_divergence: true,
     };
-    let report = transfuse_parity::check_files(&args.model, args.candidate.as_deref(), &options)
-        .context("checking parity")?;
+    let report = transfuse_parity::check_subjects(
+        transfuse_parity::Subject {
+            model: &model,
+            path: Some(&args.model),
+        },
+        candidate.as_ref().map(|c| transfuse_parity::Subject {
+            model: c,
+            path: args.candidate.as_deref(),
+        }),
+        &options,
+    )
+    .context("checking parity")?;
+    let basis = if float16 && args.atol.is_none() && args.rtol.is_none() {
+        " (fp16 candidate of an f32 model: the measured fp16 tolerance)"
+    } else {
+        ""
+    };
+    println!(
+        "{}: atol {:e}, rtol {:e}{basis}",
+        if report.pass { "PASS" } else { "FAIL" },
+        tolerance.atol,
+        tolerance.rtol
+    );
     print_report(&args.model, args.candidate.as_deref(), &report);
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
@@ -123,8 +164,8 @@ pub fn run(args: Args) -> Result<()> {
         return Err(Mismatch(format!(
             "parity failed: {} differ beyond atol {:e}, rtol {:e}",
             failed.join(", "),
-            args.atol,
-            args.rtol
+            tolerance.atol,
+            tolerance.rtol
         ))
         .into());
     }

@@ -51,6 +51,15 @@ pub struct Verification {
 /// Returns a [`Mismatch`] error naming the first diverging value and the fusion that
 /// produced it when they differ, another error when a model cannot run.
 pub fn verify(original: &Model, optimized: &Model) -> Result<Verification> {
+    verify_within(original, optimized, TOLERANCE)
+}
+
+/// [`verify`] under another tolerance ([`Tolerance::float16`] for an fp16 model).
+pub fn verify_within(
+    original: &Model,
+    optimized: &Model,
+    tolerance: Tolerance,
+) -> Result<Verification> {
     let start = Instant::now();
     let roles = classify_inputs(original).context("verifying: reading the input signature")?;
     let text = roles
@@ -109,7 +118,7 @@ pub fn verify(original: &Model, optimized: &Model) -> Result<Verification> {
         let options = Options {
             inputs,
             runtime: Runtime::reference(),
-            tolerance: TOLERANCE,
+            tolerance,
             locate_divergence: true,
         };
         let report = match transfuse_parity::check(original, optimized, &options) {

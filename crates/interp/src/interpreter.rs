@@ -158,7 +158,12 @@ impl Interpreter {
                         domain: node.domain.clone(),
                         opset,
                     })?;
-                StepKind::Kernel((entry.build)(&ctx).map_err(node_error)?)
+                let kernel = (entry.build)(&ctx).map_err(node_error)?;
+                StepKind::Kernel(crate::half_precision::widening(
+                    domain,
+                    &node.op_type,
+                    kernel,
+                ))
             };
             let step_inputs = node
                 .inputs

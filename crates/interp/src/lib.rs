@@ -27,6 +27,7 @@
 mod broadcast;
 mod elem;
 mod error;
+mod half_precision;
 mod interpreter;
 mod linalg;
 mod ops;

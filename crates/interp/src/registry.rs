@@ -77,6 +77,24 @@ impl<'a> Inputs<'a> {
         }
     }
 
+    /// Replaces every f16 input by `widen` of it (owned); true when there was one.
+    pub(crate) fn widen_f16(
+        &mut self,
+        widen: fn(&ndarray::ArrayD<half::f16>) -> ndarray::ArrayD<f32>,
+    ) -> bool {
+        let mut any = false;
+        for arg in &mut self.args {
+            let wide = match arg {
+                Arg::Borrowed(Value::F16(a)) => widen(a),
+                Arg::Owned(Value::F16(a)) => widen(a),
+                _ => continue,
+            };
+            *arg = Arg::Owned(Value::F32(wide));
+            any = true;
+        }
+        any
+    }
+
     /// True when input `i` is present and owned (taking it costs no copy).
     pub(crate) fn is_owned(&self, i: usize) -> bool {
         matches!(self.args.get(i), Some(Arg::Owned(_)))

@@ -1,5 +1,6 @@
 //! Runtime values: dense n-dimensional arrays of the element types the interpreter holds.
 
+use half::f16;
 use ndarray::{ArrayD, IxDyn};
 use transfuse_ir::{DataType, Tensor};
 
@@ -15,6 +16,9 @@ pub enum Value {
     F32(ArrayD<f32>),
     /// 64-bit floats.
     F64(ArrayD<f64>),
+    /// 16-bit floats (IEEE 754 half precision). Kernels compute in f32 and round each
+    /// op's output back to f16, as ONNX Runtime's fp16 kernels store their results.
+    F16(ArrayD<f16>),
     /// 64-bit signed integers.
     I64(ArrayD<i64>),
     /// 32-bit signed integers.
@@ -30,6 +34,7 @@ macro_rules! map_value {
         match $value {
             $crate::Value::F32($a) => $crate::Value::F32($body),
             $crate::Value::F64($a) => $crate::Value::F64($body),
+            $crate::Value::F16($a) => $crate::Value::F16($body),
             $crate::Value::I64($a) => $crate::Value::I64($body),
             $crate::Value::I32($a) => $crate::Value::I32($body),
             $crate::Value::Bool($a) => $crate::Value::Bool($body),
@@ -44,6 +49,7 @@ macro_rules! try_map_value {
         match $value {
             $crate::Value::F32($a) => $crate::Value::F32($body?),
             $crate::Value::F64($a) => $crate::Value::F64($body?),
+            $crate::Value::F16($a) => $crate::Value::F16($body?),
             $crate::Value::I64($a) => $crate::Value::I64($body?),
             $crate::Value::I32($a) => $crate::Value::I32($body?),
             $crate::Value::Bool($a) => $crate::Value::Bool($body?),
@@ -54,7 +60,7 @@ pub(crate) use try_map_value;
 
 impl Value {
     /// Converts an IR tensor (initializer, `Constant` attribute, test data) into a value.
-    /// Errors for element types other than f32, f64, i64, i32 and bool, and for tensors
+    /// Errors for element types other than f32, f64, f16, i64, i32 and bool, and for tensors
     /// without data.
     pub fn from_tensor(t: &Tensor) -> Result<Value, InterpError> {
         let invalid = |source| InterpError::InvalidTensor {
@@ -91,6 +97,15 @@ impl Value {
                 let v = t.to_f64_vec().map_err(invalid)?;
                 let n = v.len();
                 Value::F64(ArrayD::from_shape_vec(shape, v).map_err(|_| bad_len(n))?)
+            }
+            DataType::Float16 => {
+                let raw = t.raw_bytes().map_err(invalid)?;
+                let v: Vec<f16> = raw
+                    .chunks_exact(2)
+                    .map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]])))
+                    .collect();
+                let n = v.len();
+                Value::F16(ArrayD::from_shape_vec(shape, v).map_err(|_| bad_len(n))?)
             }
             DataType::Int64 => {
                 let v = t.to_i64_vec().map_err(invalid)?;
@@ -133,6 +148,11 @@ impl Value {
         match self {
             Value::F32(a) => Tensor::from_f32(name, dims, &a.iter().copied().collect::<Vec<_>>()),
             Value::F64(a) => Tensor::from_f64(name, dims, &a.iter().copied().collect::<Vec<_>>()),
+            Value::F16(a) => Tensor::from_f16_bits(
+                name,
+                dims,
+                &a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            ),
             Value::I64(a) => Tensor::from_i64(name, dims, &a.iter().copied().collect::<Vec<_>>()),
             Value::I32(a) => Tensor::from_i32(name, dims, &a.iter().copied().collect::<Vec<_>>()),
             Value::Bool(a) => Tensor::from_bool(name, dims, &a.iter().copied().collect::<Vec<_>>()),
@@ -144,6 +164,7 @@ impl Value {
         match self {
             Value::F32(a) => a.shape(),
             Value::F64(a) => a.shape(),
+            Value::F16(a) => a.shape(),
             Value::I64(a) => a.shape(),
             Value::I32(a) => a.shape(),
             Value::Bool(a) => a.shape(),
@@ -170,6 +191,7 @@ impl Value {
         match self {
             Value::F32(_) => DataType::Float,
             Value::F64(_) => DataType::Double,
+            Value::F16(_) => DataType::Float16,
             Value::I64(_) => DataType::Int64,
             Value::I32(_) => DataType::Int32,
             Value::Bool(_) => DataType::Bool,
@@ -181,6 +203,7 @@ impl Value {
         match self {
             Value::F32(a) => a.iter().map(|&x| f64::from(x)).collect(),
             Value::F64(a) => a.iter().copied().collect(),
+            Value::F16(a) => a.iter().map(|&x| f64::from(x)).collect(),
             Value::I64(a) => a.iter().map(|&x| x as f64).collect(),
             Value::I32(a) => a.iter().map(|&x| f64::from(x)).collect(),
             Value::Bool(a) => a.iter().map(|&x| if x { 1.0 } else { 0.0 }).collect(),
@@ -249,6 +272,11 @@ impl From<ArrayD<f64>> for Value {
         Value::F64(a)
     }
 }
+impl From<ArrayD<f16>> for Value {
+    fn from(a: ArrayD<f16>) -> Value {
+        Value::F16(a)
+    }
+}
 impl From<ArrayD<i64>> for Value {
     fn from(a: ArrayD<i64>) -> Value {
         Value::I64(a)
@@ -303,6 +331,7 @@ macro_rules! impl_value_elem {
 }
 impl_value_elem!(f32, F32, DataType::Float);
 impl_value_elem!(f64, F64, DataType::Double);
+impl_value_elem!(f16, F16, DataType::Float16);
 impl_value_elem!(i64, I64, DataType::Int64);
 impl_value_elem!(i32, I32, DataType::Int32);
 impl_value_elem!(bool, Bool, DataType::Bool);

@@ -103,6 +103,12 @@ impl Tensor {
     from_slice!(from_i64, i64, DataType::Int64);
     from_slice!(from_i32, i32, DataType::Int32);
 
+    /// A tensor of IEEE 754 half-precision floats, given as their bit patterns.
+    pub fn from_f16_bits(name: impl Into<String>, dims: Vec<i64>, bits: &[u16]) -> Tensor {
+        let raw: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
+        Tensor::from_raw(name, DataType::Float16, dims, Bytes::from(raw))
+    }
+
     /// A tensor of booleans.
     pub fn from_bool(name: impl Into<String>, dims: Vec<i64>, values: &[bool]) -> Tensor {
         let raw: Vec<u8> = values.iter().map(|&b| u8::from(b)).collect();

@@ -22,6 +22,10 @@
 //! [`Padding`] patterns of attention masks), running a model ([`run_model`]), comparing
 //! tensors ([`compare_tensors`], [`max_abs_diff`]).
 //!
+//! An fp16 candidate (weights and activations converted by `transfuse optimize --float16`)
+//! cannot match its f32 original to 1e-4; [`Tolerance::float16`] is the tolerance measured
+//! for it, and [`computes_in_float16`] tells such a candidate apart.
+//!
 //! Cargo features: `ort` (default) runs models in ONNX Runtime through `transfuse-ort`, which
 //! finds the library itself ([`transfuse_ort::library_path`]); `clap` derives
 //! `clap::ValueEnum` for [`Padding`] and [`RuntimeKind`].
@@ -42,7 +46,9 @@ mod report;
 pub use check::{
     InputSource, Options, Subject, check, check_files, check_subjects, compare_outputs,
 };
-pub use compare::{TensorComparison, Tolerance, compare_tensors, max_abs_diff};
+pub use compare::{
+    TensorComparison, Tolerance, compare_tensors, computes_in_float16, max_abs_diff,
+};
 pub use engine::{Engine, Runtime, RuntimeKind, prepare, run_model};
 pub use error::{ParityError, Result};
 pub use inputs::{

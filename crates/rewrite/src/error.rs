@@ -67,6 +67,9 @@ pub enum RewriteError {
     /// The fixed shapes asked for do not fit the model (see [`crate::FixedShapes`]).
     #[error("fixed shapes: {0}")]
     FixedShapes(#[from] crate::fixed_shapes::FixedShapesError),
+    /// [`to_float16`](crate::to_float16) cannot convert this model.
+    #[error("cannot convert to float16: {0}")]
+    Float16(String),
     /// The rewritten graph failed the IR's checks.
     #[error("the rewritten graph is invalid: {0}")]
     InvalidGraph(#[from] transfuse_ir::IrError),

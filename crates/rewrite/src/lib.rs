@@ -38,6 +38,8 @@
 //!   with an op newer than the model's opset is raised to it only where every op means the
 //!   same, else made without that op; created values get `value_info`.
 //! - [`Report`]: op counts before and after, and the fused ops the run created.
+//! - [`to_float16`] ([`float16`]): weights and activations to fp16 after fusion, the
+//!   signature kept with one `Cast` per float boundary, ONNX Runtime's op block list in f32.
 //! - [`explain()`]: the sites left unfused in an optimized graph, each with the closest rule
 //!   and the first failing condition, and found/fused counts per family.
 //!
@@ -79,6 +81,7 @@ mod error;
 pub mod explain;
 mod extract;
 mod fixed_shapes;
+pub mod float16;
 pub mod fusions;
 mod import;
 mod infer;
@@ -102,6 +105,7 @@ pub use egg::Id;
 pub use error::RewriteError;
 pub use explain::{Explanation, FamilyCoverage, UnfusedSite, explain};
 pub use fixed_shapes::{FixedShape, FixedShapes, FixedShapesError, ResolvedShapes};
+pub use float16::{Float16Options, Float16Report, to_float16};
 pub use fusions::{FUSIONS, Fusion};
 pub use lang::{AttrVal, INTERNAL_DOMAIN, Onnx, OpNode, TensorId};
 pub use lower::{MAX_FOLDED_ELEMENTS, MAX_FOLDED_INDEX_ELEMENTS};

@@ -185,6 +185,7 @@ fn mixed_pow(x: &Value, y: &Value) -> OpResult<Value> {
             Value::I64(e) => zip_map(base, e, |b, e| pow_by_int(b, e)),
             Value::I32(e) => zip_map(base, e, |b, e| pow_by_int(b, i64::from(e))),
             Value::Bool(_) => Err(OpError::dtype("Pow exponent cannot be bool")),
+            Value::F16(_) => Err(crate::ops::f16_unwidened()),
         }
     }
     Ok(match x {
@@ -193,6 +194,7 @@ fn mixed_pow(x: &Value, y: &Value) -> OpResult<Value> {
         Value::I64(b) => Value::I64(with_exponent(b, y)?),
         Value::I32(b) => Value::I32(with_exponent(b, y)?),
         Value::Bool(_) => return Err(OpError::dtype("Pow base cannot be bool")),
+        Value::F16(_) => return Err(crate::ops::f16_unwidened()),
     })
 }
 

@@ -1,5 +1,6 @@
 //! Element type conversion: `Cast`, `CastLike`.
 
+use half::f16;
 use ndarray::ArrayD;
 use transfuse_ir::DataType;
 
@@ -31,9 +32,12 @@ fn build_cast(ctx: &BuildCtx<'_>) -> OpResult<Box<dyn Kernel>> {
 
 fn check_target(to: DataType) -> OpResult<()> {
     match to {
-        DataType::Float | DataType::Double | DataType::Int64 | DataType::Int32 | DataType::Bool => {
-            Ok(())
-        }
+        DataType::Float
+        | DataType::Double
+        | DataType::Float16
+        | DataType::Int64
+        | DataType::Int32
+        | DataType::Bool => Ok(()),
         other => Err(OpError::unsupported(format!("casting to {other}"))),
     }
 }
@@ -58,10 +62,12 @@ impl Kernel for CastLike {
 
 /// Conversions with C++ `static_cast` semantics where defined: float to integer truncates
 /// toward zero (saturating here, where C++ leaves out-of-range values undefined; NaN gives
-/// 0), integer narrowing wraps, anything to bool is `x != 0`.
+/// 0), integer narrowing wraps, anything to bool is `x != 0`; to f16 rounds to nearest even
+/// (out-of-range values become infinities), as ONNX Runtime's `Cast` does.
 trait CastElem: Copy + Send + Sync {
     fn f32(self) -> f32;
     fn f64(self) -> f64;
+    fn f16(self) -> f16;
     fn i64(self) -> i64;
     fn i32(self) -> i32;
     fn boolean(self) -> bool;
@@ -75,6 +81,9 @@ macro_rules! impl_cast_elem {
             }
             fn f64(self) -> f64 {
                 self as f64
+            }
+            fn f16(self) -> f16 {
+                f16::from_f64(self as f64)
             }
             fn i64(self) -> i64 {
                 self as i64
@@ -94,12 +103,36 @@ impl_cast_elem!(f64);
 impl_cast_elem!(i64);
 impl_cast_elem!(i32);
 
+impl CastElem for f16 {
+    fn f32(self) -> f32 {
+        self.to_f32()
+    }
+    fn f64(self) -> f64 {
+        self.to_f64()
+    }
+    fn f16(self) -> f16 {
+        self
+    }
+    fn i64(self) -> i64 {
+        self.to_f32() as i64
+    }
+    fn i32(self) -> i32 {
+        self.to_f32() as i32
+    }
+    fn boolean(self) -> bool {
+        self.to_f32() != 0.0
+    }
+}
+
 impl CastElem for bool {
     fn f32(self) -> f32 {
         f32::from(u8::from(self))
     }
     fn f64(self) -> f64 {
         f64::from(u8::from(self))
+    }
+    fn f16(self) -> f16 {
+        if self { f16::ONE } else { f16::ZERO }
     }
     fn i64(self) -> i64 {
         i64::from(self)
@@ -116,6 +149,7 @@ fn convert<A: CastElem>(a: &ArrayD<A>, to: DataType) -> OpResult<Value> {
     Ok(match to {
         DataType::Float => Value::F32(map(a, A::f32)),
         DataType::Double => Value::F64(map(a, A::f64)),
+        DataType::Float16 => Value::F16(map(a, A::f16)),
         DataType::Int64 => Value::I64(map(a, A::i64)),
         DataType::Int32 => Value::I32(map(a, A::i32)),
         DataType::Bool => Value::Bool(map(a, A::boolean)),
@@ -131,6 +165,7 @@ pub(crate) fn cast(x: Value, to: DataType) -> OpResult<Value> {
     match &x {
         Value::F32(a) => convert(a, to),
         Value::F64(a) => convert(a, to),
+        Value::F16(a) => convert(a, to),
         Value::I64(a) => convert(a, to),
         Value::I32(a) => convert(a, to),
         Value::Bool(a) => convert(a, to),

@@ -125,6 +125,7 @@ impl Kernel for ConstantOfShape {
             Value::I64(a) => Value::I64(fill(a, &shape)?),
             Value::I32(a) => Value::I32(fill(a, &shape)?),
             Value::Bool(a) => Value::Bool(fill(a, &shape)?),
+            Value::F16(a) => Value::F16(fill(a, &shape)?),
         }])
     }
 }

@@ -106,6 +106,10 @@ impl Kernel for Concat {
                     None
                 }
             })?),
+
+            Value::F16(_) => Value::F16(join(axis, &values, |v| {
+                if let Value::F16(a) = v { Some(a) } else { None }
+            })?),
         };
         Ok(vec![out])
     }
@@ -265,6 +269,7 @@ impl Kernel for SliceOp {
             Value::I64(a) => cut(a, &slices),
             Value::I32(a) => cut(a, &slices),
             Value::Bool(a) => cut(a, &slices),
+            Value::F16(a) => cut(a, &slices),
         }
         Ok(vec![x])
     }
@@ -447,6 +452,7 @@ impl Kernel for Pad {
             Value::I64(a) => Value::I64(pad(a, &begin, &end, mode, fill as i64)?),
             Value::I32(a) => Value::I32(pad(a, &begin, &end, mode, fill as i32)?),
             Value::Bool(a) => Value::Bool(pad(a, &begin, &end, mode, fill != 0.0)?),
+            Value::F16(a) => Value::F16(pad(a, &begin, &end, mode, half::f16::from_f64(fill))?),
         }])
     }
 }

@@ -63,6 +63,12 @@ pub(crate) fn register_all(reg: &mut Registry) {
     embed_layer_norm::register(reg);
 }
 
+/// The error for an f16 array reaching a kernel directly: every kernel but the ones that
+/// move f16 data unchanged runs behind [`crate::half_precision`]'s widening wrapper.
+pub(crate) fn f16_unwidened() -> OpError {
+    OpError::dtype("f16 inputs reach this kernel widened to f32")
+}
+
 /// An axis attribute or input in `[-rank, rank)` as an index in `[0, rank)`.
 pub(crate) fn normalize_axis(axis: i64, rank: usize) -> OpResult<usize> {
     let r = rank as i64;

@@ -113,6 +113,7 @@ impl Kernel for Reduce {
             Value::I64(a) => Value::I64(reduce(a, &axes, keep, op)),
             Value::I32(a) => Value::I32(reduce(a, &axes, keep, op)),
             Value::Bool(_) => return Err(OpError::dtype(format!("{op:?} does not accept bool"))),
+            Value::F16(_) => return Err(crate::ops::f16_unwidened()),
         }])
     }
 }
@@ -235,6 +236,7 @@ impl Kernel for Arg {
             Value::I64(a) => arg(a, axis, self),
             Value::I32(a) => arg(a, axis, self),
             Value::Bool(_) => return Err(OpError::dtype("ArgMax/ArgMin do not accept bool")),
+            Value::F16(_) => return Err(crate::ops::f16_unwidened()),
         };
         Ok(vec![Value::I64(out?)])
     }
@@ -294,6 +296,7 @@ impl Kernel for CumSum {
             Value::I64(a) => Value::I64(cumsum(a, axis, exclusive, reverse)),
             Value::I32(a) => Value::I32(cumsum(a, axis, exclusive, reverse)),
             Value::Bool(_) => return Err(OpError::dtype("CumSum does not accept bool")),
+            Value::F16(_) => return Err(crate::ops::f16_unwidened()),
         }])
     }
 }

@@ -450,5 +450,6 @@ fn clip(x: Value, lo: Option<f64>, hi: Option<f64>) -> OpResult<Value> {
         Value::I64(a) => Value::I64(apply(a, lo, hi)),
         Value::I32(a) => Value::I32(apply(a, lo, hi)),
         Value::Bool(_) => return Err(OpError::dtype("Clip does not accept bool")),
+        Value::F16(_) => return Err(crate::ops::f16_unwidened()),
     })
 }
