@@ -1,31 +1,32 @@
 #!/usr/bin/env bash
-# The GPU table (`cargo xtask bench --device cuda`) on the device machine: one NVIDIA GPU,
-# 16 cores, no network, no Rust toolchain. Run from the repository root there, after ONNX
-# Runtime's CUDA build is unpacked (see ../shared/tools/ort-gpu-for-device.sh: five `run`
-# calls copy its pieces to /tmp/chunks on one warm machine), with stripped release binaries
-# built here and carried in BIN_DIR (`xtask`, built with `--features cuda`, and `transfuse`):
+# One part of the GPU table (`xtask bench --device cuda`) on the device machine, from the kit
+# that xtask/device/gpu-pack.sh packs into target/gpuk (carried), once the pieces of ONNX
+# Runtime's CUDA provider are in /tmp/chunks. Run from the checkout's root there:
 #
-#   xtask/device/gpu-bench.sh BIN_DIR OUT_JSON [bench arguments...]
+#   bash target/gpuk/gpu-bench.sh OUT_JSON [models] [bench options]
 #
-# Each call writes OUT_JSON (and its log beside it); optimized models are kept under
-# target/bench/gpu/ for the later calls on the same warm machine. Split the work so each call
-# ends within 600 s (see docs/benchmarks.md, "GPU table"), e.g.:
-#
-#   xtask/device/gpu-bench.sh bin $OUT/bert.json bert_eager_ts_op14 bert_sdpa_ts_op17 --torch none
-#   xtask/device/gpu-bench.sh bin $OUT/vit.json vit_eager_ts_op14 vit_sdpa_ts_op17 --torch none
-#   xtask/device/gpu-bench.sh bin $OUT/torch.json --torch-only --torch cuda
-#   xtask/device/gpu-bench.sh bin $OUT/torch-cpu.json --torch-only --torch cpu --threads 16
-#
-# then, here: cargo xtask bench --device cuda --render-only --merge bert.json --merge vit.json ...
+# Writes OUT_JSON, OUT.md (that part's page) and OUT.log; optimized models stay under
+# target/bench/gpu/ for later calls on the same machine. Each case is saved as it finishes,
+# so a call cut short keeps what it measured.
 set -uo pipefail
-bin=$1
-json=$2
-shift 2
+kit=$(cd "$(dirname "$0")" && pwd)
+json=$1
+shift
+mkdir -p /tmp/chunks /tmp/gpubin
+cp "$kit"/ort/* /tmp/chunks/
 # shellcheck disable=SC1091
-source /tmp/chunks/env.sh || { echo "no /tmp/chunks/env.sh: copy the ONNX Runtime GPU pieces first" >&2; exit 1; }
+source /tmp/chunks/env.sh || exit 1
+for f in "$kit"/bin/*.xz; do
+  b=/tmp/gpubin/$(basename "$f" .xz)
+  [ -x "$b" ] || { python3 -c "import lzma,sys,shutil; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$f" "$b" && chmod +x "$b"; }
+done
 export PYTHONUNBUFFERED=1
-scripts=${GPU_BENCH_SCRIPTS:-$(dirname "$0")/../python}
 mkdir -p "$(dirname "$json")"
 echo "cores: $(nproc); $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)"
-"$bin/xtask" bench --device cuda --transfuse "$bin/transfuse" --peer-python "$(command -v python3)" \
-  --scripts "$scripts" --no-publish --json "$json" --markdown "${json%.json}.md" "$@" 2>&1 | tee "${json%.json}.log"
+/tmp/gpubin/xtask bench --device cuda --transfuse /tmp/gpubin/transfuse --peer-python "$(command -v python3)" \
+  --scripts "$kit/python" --json "$json" --markdown "${json%.json}.md" "$@" > "${json%.json}.log" 2>&1
+rc=$?
+# The reply shows the end of the output: the rows, without ONNX Runtime's repeated notices.
+grep -E "tf32=|^torch |rror" "${json%.json}.log" | cut -c1-300 | tail -80
+echo "exit status $rc"
+exit $rc

@@ -63,7 +63,8 @@ impl Session {
                 .map_err(|e| bind_error(&format!("binding output '{name}'"), e))?;
         }
         // The first run: no capture yet; it tells the output shapes and element types.
-        let capture = self.cuda.cuda_graph && matches!(self.provider, ExecutionProvider::Cuda { .. });
+        let capture =
+            self.cuda.cuda_graph && matches!(self.provider, ExecutionProvider::Cuda { .. });
         let shapes: Vec<(String, ort::value::TensorElementType, Vec<i64>)> = {
             let outputs = self.inner.run_binding(&binding).map_err(|e| {
                 let message = e.to_string();

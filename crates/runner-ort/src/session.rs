@@ -11,7 +11,9 @@ use transfuse_ir::Tensor;
 
 use crate::convert::{from_ort_value, to_ort_value};
 use crate::cuda::{CPU_SHAPE_MARKER, is_capture_refusal};
-use crate::{CaptureReport, CudaOptions, ExecutionProvider, OrtError, OrtRuntime, Result, SessionOptions};
+use crate::{
+    CaptureReport, CudaOptions, ExecutionProvider, OrtError, OrtRuntime, Result, SessionOptions,
+};
 
 /// A model loaded into ONNX Runtime.
 ///
@@ -318,22 +320,17 @@ fn capture_log(builder: SessionBuilder) -> Result<(SessionBuilder, SessionLog)> 
                 .push(message.to_string());
         },
     );
-    let builder = builder
-        .with_log_level(LogLevel::Warning)
-        .and_then(|b| b.with_logger(logger))
-        .map_err(|e| OrtError::Configure {
-            setting: "the session logger",
-            message: e.to_string(),
-        })?;
+    let failed = |e: ort::Error<SessionBuilder>| OrtError::Configure {
+        setting: "the session logger",
+        message: e.to_string(),
+    };
+    let builder = builder.with_log_level(LogLevel::Warning).map_err(failed)?;
+    let builder = builder.with_logger(logger).map_err(failed)?;
     Ok((builder, log))
 }
 
 #[cfg(feature = "cuda")]
-fn with_cuda(
-    builder: SessionBuilder,
-    device_id: i32,
-    cuda: CudaOptions,
-) -> Result<SessionBuilder> {
+fn with_cuda(builder: SessionBuilder, device_id: i32, cuda: CudaOptions) -> Result<SessionBuilder> {
     let provider = ort::ep::CUDA::default()
         .with_device_id(device_id)
         .with_tf32(cuda.tf32)

@@ -113,7 +113,7 @@ pub struct Args {
     pub work_dir: Option<PathBuf>,
     /// The GPU table (`--device cuda`) and its options.
     #[command(flatten)]
-    pub gpu: super::gpu::GpuArgs,
+    pub gpu: Box<super::gpu::GpuArgs>,
 }
 
 /// A model to benchmark and the sequence lengths it is timed at (text models).

@@ -102,8 +102,8 @@ pub fn run(args: &Args) -> Result<()> {
         .unwrap_or_else(|| paths::target_dir().join("bench").join("gpu.md"));
     let mut runs = Vec::new();
     for path in &args.merge {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         runs.push(
             serde_json::from_str::<GpuRun>(&text)
                 .with_context(|| format!("parsing {}", path.display()))?,
@@ -305,7 +305,12 @@ fn settings(fp16: bool) -> Vec<(bool, bool)> {
 }
 
 fn row_line(row: &GpuRow) -> String {
-    let result = match (&row.median_ms, &row.unavailable, &row.capture_refused, &row.error) {
+    let result = match (
+        &row.median_ms,
+        &row.unavailable,
+        &row.capture_refused,
+        &row.error,
+    ) {
         (Some(m), ..) => format!("{m:.3} ms (min {:.3})", row.min_ms.unwrap_or(f64::NAN)),
         (None, Some(why), ..) => format!("unavailable: {why}"),
         (None, None, Some(why), _) => format!("capture refused: {why}"),
@@ -421,7 +426,11 @@ impl Tools<'_> {
         let (peer, peer16) = (file("peer"), file("peer-fp16"));
         let mut peer_cmd = Command::new(self.python);
         peer_cmd.arg(&script).arg("peer").arg("--input").arg(raw);
-        peer_cmd.arg("--output").arg(&peer).arg("--float16").arg(&peer16);
+        peer_cmd
+            .arg("--output")
+            .arg(&peer)
+            .arg("--float16")
+            .arg(&peer16);
         peer_cmd.args(["--model-type", if text { "bert" } else { "vit" }]);
         peer_cmd.args(["--num-heads", &args.num_heads.to_string()]);
         peer_cmd.args(["--hidden-size", &args.hidden_size.to_string()]);
@@ -438,10 +447,16 @@ impl Tools<'_> {
         }
         vec![
             ("raw".into(), Ok(raw.to_path_buf())),
-            ("peer".into(), peer_result.clone().and_then(|_| exists(&peer))),
+            (
+                "peer".into(),
+                peer_result.clone().and_then(|_| exists(&peer)),
+            ),
             ("ours".into(), ours),
             ("raw-fp16".into(), raw16_result.and_then(|_| exists(&raw16))),
-            ("peer-fp16".into(), peer_result.and_then(|_| exists(&peer16))),
+            (
+                "peer-fp16".into(),
+                peer_result.and_then(|_| exists(&peer16)),
+            ),
             ("ours-fp16".into(), ours16),
         ]
     }
@@ -467,7 +482,10 @@ impl Tools<'_> {
         let mut fix16 = fix.clone();
         fix16.push("--float16".into());
         vec![
-            ("ours-fixed".into(), self.ours(raw, &file("ours-fixed"), &fix)),
+            (
+                "ours-fixed".into(),
+                self.ours(raw, &file("ours-fixed"), &fix),
+            ),
             (
                 "ours-fixed-fp16".into(),
                 self.ours(raw, &file("ours-fixed-fp16"), &fix16),
@@ -475,10 +493,17 @@ impl Tools<'_> {
         ]
     }
 
-    fn ours(&self, raw: &Path, out: &Path, extra: &[String]) -> std::result::Result<PathBuf, String> {
+    fn ours(
+        &self,
+        raw: &Path,
+        out: &Path,
+        extra: &[String],
+    ) -> std::result::Result<PathBuf, String> {
         for flag in extra.iter().filter(|f| f.starts_with("--")) {
             if !self.flags.contains(flag) {
-                return Err(format!("not available in this build (no `optimize {flag}`)"));
+                return Err(format!(
+                    "not available in this build (no `optimize {flag}`)"
+                ));
             }
         }
         let mut command = Command::new(self.transfuse);

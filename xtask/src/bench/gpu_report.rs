@@ -28,11 +28,19 @@ fn cell(row: Option<&GpuRow>, notes: &mut Notes) -> String {
     let Some(row) = row else {
         return "-".into();
     };
-    let mut text = match (row.median_ms, &row.unavailable, &row.capture_refused, &row.error) {
+    let mut text = match (
+        row.median_ms,
+        &row.unavailable,
+        &row.capture_refused,
+        &row.error,
+    ) {
         (Some(m), ..) => format!("{m:.2} ({:.2})", row.min_ms.unwrap_or(f64::NAN)),
         (None, Some(why), ..) => format!("n/a [{}]", notes.mark(why)),
         (None, None, Some(why), _) => {
-            format!("capture refused [{}]", notes.mark(&format!("capture refused {why}")))
+            format!(
+                "capture refused [{}]",
+                notes.mark(&format!("capture refused {why}"))
+            )
         }
         (None, None, None, Some(e)) => format!("error [{}]", notes.mark(e)),
         _ => "-".into(),
@@ -50,7 +58,13 @@ fn torch_case(model: &str, shape: &str) -> (String, Option<u64>) {
     (kind.to_string(), seq)
 }
 
-fn torch_ms(torch: &[Value], device: &str, case: &(String, Option<u64>), imp: &str, prec: &str) -> Option<f64> {
+fn torch_ms(
+    torch: &[Value],
+    device: &str,
+    case: &(String, Option<u64>),
+    imp: &str,
+    prec: &str,
+) -> Option<f64> {
     torch
         .iter()
         .filter(|t| t["device"] == device)
@@ -80,8 +94,12 @@ pub fn render(runs: &[GpuRun], extra_notes: &[String]) -> String {
             .find_map(|t| t["machine"][key].as_str().map(String::from))
             .unwrap_or_else(|| "-".into())
     };
-    let card = first.and_then(|r| r.card.clone()).unwrap_or_else(|| facts("card"));
-    let driver = first.and_then(|r| r.driver.clone()).unwrap_or_else(|| facts("driver"));
+    let card = first
+        .and_then(|r| r.card.clone())
+        .unwrap_or_else(|| facts("card"));
+    let driver = first
+        .and_then(|r| r.driver.clone())
+        .unwrap_or_else(|| facts("driver"));
     let _ = writeln!(out, "## GPU: {card}\n");
     let _ = writeln!(
         out,
@@ -128,9 +146,19 @@ pub fn render(runs: &[GpuRun], extra_notes: &[String]) -> String {
         let fp16 = variant.ends_with("fp16");
         let cells: Vec<String> = [(false, false), (false, true), (true, false), (true, true)]
             .into_iter()
-            .map(|(t, g)| if fp16 && !t { "-".into() } else { cell(find(t, g), &mut notes) })
+            .map(|(t, g)| {
+                if fp16 && !t {
+                    "-".into()
+                } else {
+                    cell(find(t, g), &mut notes)
+                }
+            })
             .collect();
-        let _ = writeln!(out, "| {model} | {shape} | {variant} | {} |", cells.join(" | "));
+        let _ = writeln!(
+            out,
+            "| {model} | {shape} | {variant} | {} |",
+            cells.join(" | ")
+        );
     }
 
     let _ = writeln!(
@@ -152,7 +180,12 @@ pub fn render(runs: &[GpuRun], extra_notes: &[String]) -> String {
     let cases: Vec<(String, Option<u64>)> = torch
         .iter()
         .flat_map(|t| t["rows"].as_array().into_iter().flatten())
-        .map(|r| (r["model"].as_str().unwrap_or("-").to_string(), r["seq"].as_u64()))
+        .map(|r| {
+            (
+                r["model"].as_str().unwrap_or("-").to_string(),
+                r["seq"].as_u64(),
+            )
+        })
         .fold(Vec::new(), |mut v, c| {
             if !v.contains(&c) {
                 v.push(c);
@@ -161,7 +194,9 @@ pub fn render(runs: &[GpuRun], extra_notes: &[String]) -> String {
         });
     for case in &cases {
         for imp in ["eager", "sdpa", "compile", "compile-reduce-overhead"] {
-            let shape = case.1.map_or_else(|| "224x224".into(), |s| format!("seq {s}"));
+            let shape = case
+                .1
+                .map_or_else(|| "224x224".into(), |s| format!("seq {s}"));
             let _ = writeln!(
                 out,
                 "| {} | {shape} | {imp} | {} | {} | {} | {} |",
