@@ -66,17 +66,10 @@ impl Session {
         let capture =
             self.cuda.cuda_graph && matches!(self.provider, ExecutionProvider::Cuda { .. });
         let shapes: Vec<(String, ort::value::TensorElementType, Vec<i64>)> = {
-            let outputs = self.inner.run_binding(&binding).map_err(|e| {
-                let message = e.to_string();
-                if capture && is_capture_refusal(&message) {
-                    OrtError::GraphCaptureRefused {
-                        stage: "the first run",
-                        message,
-                    }
-                } else {
-                    OrtError::Run(message)
-                }
-            })?;
+            let outputs = self
+                .inner
+                .run_binding(&binding)
+                .map_err(|e| run_error(capture, "the first run", e))?;
             let mut shapes = Vec::with_capacity(outputs.len());
             for (name, value) in &outputs {
                 let tensor = value
@@ -107,13 +100,17 @@ impl Session {
     }
 
     /// Runs the model on bound inputs and outputs and returns the wall time of the call,
-    /// including the wait for the device to finish (no host copies).
+    /// including the wait for the device to finish (no host copies). With CUDA graph capture
+    /// on, the first call after [`Session::bind`] is the one captured; a refusal there is
+    /// [`OrtError::GraphCaptureRefused`].
     pub fn time_bound(&mut self, bound: &BoundRun) -> Result<Duration> {
+        let capture =
+            self.cuda.cuda_graph && matches!(self.provider, ExecutionProvider::Cuda { .. });
         let start = Instant::now();
         let outputs = self
             .inner
             .run_binding(&bound.binding)
-            .map_err(|e| OrtError::Run(e.to_string()))?;
+            .map_err(|e| run_error(capture, "the capture", e))?;
         bound
             .binding
             .synchronize_outputs()
@@ -121,5 +118,15 @@ impl Session {
         let elapsed = start.elapsed();
         drop(outputs);
         Ok(elapsed)
+    }
+}
+
+/// A run's error; a refused CUDA graph capture gets its own variant.
+fn run_error(capture: bool, stage: &'static str, e: ort::Error) -> OrtError {
+    let message = e.to_string();
+    if capture && is_capture_refusal(&message) {
+        OrtError::GraphCaptureRefused { stage, message }
+    } else {
+        OrtError::Run(message)
     }
 }

@@ -120,7 +120,7 @@ pub enum OrtError {
     /// node is not placed on the CUDA provider). Its message is kept verbatim.
     #[error("CUDA graph capture refused at {stage}: {message}")]
     GraphCaptureRefused {
-        /// `session creation` or `the first run`.
+        /// `session creation`, `the first run` or `the capture`.
         stage: &'static str,
         /// ONNX Runtime's message.
         message: String,

@@ -54,6 +54,18 @@ pub struct GpuArgs {
     pub scripts: Option<PathBuf>,
 }
 
+/// The variants in the order of the table.
+const VARIANTS: [&str; 8] = [
+    "raw",
+    "peer",
+    "ours",
+    "ours-fixed",
+    "raw-fp16",
+    "peer-fp16",
+    "ours-fp16",
+    "ours-fixed-fp16",
+];
+
 /// One run of the GPU table (the JSON written with `--json`).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct GpuRun {
@@ -72,7 +84,7 @@ pub struct GpuRun {
 }
 
 /// One ONNX Runtime configuration of one case.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct GpuRow {
     pub model: String,
     pub shape: String,
@@ -203,28 +215,20 @@ fn measure(args: &Args, json: &Path) -> Result<GpuRun> {
                 .and_then(|e| e.parent().map(|d| d.join("transfuse")))
                 .unwrap_or_else(|| PathBuf::from("transfuse"))
         });
-        run.transfuse_flags = optimize_flags(&transfuse);
         for spec in resolve_models(args)? {
             let model = Model::load(&spec.path)
                 .with_context(|| format!("loading {}", spec.path.display()))?;
             let text = is_text(&model);
-            let dir = work.join(&spec.name);
-            std::fs::create_dir_all(&dir)?;
-            let tools = Tools {
-                python: &python,
-                scripts: &scripts,
-                transfuse: &transfuse,
-                flags: &run.transfuse_flags,
-                fresh: args.fresh,
-            };
-            let variants = tools.prepare(&spec.path, &dir, text, args, &mut run.notes);
             let seqs: Vec<Option<usize>> = if text {
                 let seqs = spec.seqs.clone().unwrap_or_else(|| args.seqs.clone());
                 seqs.into_iter().map(Some).collect()
             } else {
                 vec![None]
             };
+            // Per shape: the inputs, and the `--fix-shapes` spec they give (`input_ids=1x128,...`).
+            let mut cases = Vec::new();
             for seq in seqs {
+                let shape = seq.map_or_else(|| "224x224".to_string(), |s| format!("seq {s}"));
                 let spec_in = InputSpec {
                     batch: 1,
                     seq: seq.unwrap_or(1),
@@ -232,34 +236,51 @@ fn measure(args: &Args, json: &Path) -> Result<GpuRun> {
                     padding: Padding::None,
                 };
                 let inputs = generate_inputs(&model, &spec_in).context("generating inputs")?;
-                let shape = seq.map_or_else(|| "224x224".to_string(), |s| format!("seq {s}"));
-                let fixed = tools.fixed_variants(&spec.path, &dir, &inputs, seq);
-                for (variant, file) in variants.iter().chain(&fixed) {
-                    let fp16 = variant.ends_with("fp16");
-                    for (tf32, cuda_graph) in settings(fp16) {
+                let fix: Vec<String> = inputs
+                    .iter()
+                    .map(|t| {
+                        let dims: Vec<String> = t.dims.iter().map(ToString::to_string).collect();
+                        format!("{}={}", t.name, dims.join("x"))
+                    })
+                    .collect();
+                let tag = seq.map_or_else(String::new, |s| format!("-s{s}"));
+                cases.push((shape, inputs, tag, fix.join(",")));
+            }
+            let fixed: Vec<(String, String)> =
+                cases.iter().map(|c| (c.2.clone(), c.3.clone())).collect();
+            let tools = (python.as_path(), scripts.as_path(), transfuse.as_path());
+            let dir = work.join(&spec.name);
+            let (flags, files) = variants(args, tools, &spec.path, &dir, text, &fixed)?;
+            run.transfuse_flags = flags;
+            for (shape, inputs, tag, _) in &cases {
+                let raw = ("raw".to_string(), Ok(spec.path.clone()));
+                let mut own: Vec<(&str, &Result<PathBuf, String>)> = std::iter::once(&raw)
+                    .chain(&files)
+                    .filter(|(name, _)| {
+                        !name.starts_with("ours-fixed") || name.ends_with(tag.as_str())
+                    })
+                    .map(|(name, file)| (name.strip_suffix(tag.as_str()).unwrap_or(name), file))
+                    .collect();
+                own.sort_by_key(|(name, _)| VARIANTS.iter().position(|v| v == name));
+                for (variant, file) in own {
+                    for (tf32, cuda_graph) in settings(variant.ends_with("fp16")) {
                         let cuda = CudaOptions { tf32, cuda_graph };
                         let mut row = GpuRow {
                             model: spec.name.clone(),
                             shape: shape.clone(),
-                            variant: variant.clone(),
+                            variant: variant.to_string(),
                             provider: SessionOptions::default()
                                 .execution_provider(ExecutionProvider::Cuda { device_id })
                                 .cuda_options(cuda)
                                 .provider_description(),
                             tf32,
                             cuda_graph,
-                            median_ms: None,
-                            min_ms: None,
-                            runs: 0,
-                            unavailable: None,
-                            capture_refused: None,
-                            cpu_shape_warning: None,
-                            error: None,
+                            ..GpuRow::default()
                         };
                         match file {
                             Err(why) => row.unavailable = Some(why.clone()),
                             Ok(path) => {
-                                time_row(runtime, path, &inputs, device_id, cuda, gpu, &mut row)
+                                time_row(runtime, path, inputs, device_id, cuda, gpu, &mut row)
                             }
                         }
                         eprintln!("{}", row_line(&row));
@@ -387,167 +408,59 @@ fn nvidia_smi(field: &str) -> Option<String> {
     text.lines().next().map(|l| l.trim().to_string())
 }
 
-/// The `transfuse optimize` flags of the GPU table this binary has.
-fn optimize_flags(transfuse: &Path) -> Vec<String> {
-    let help = Command::new(transfuse)
-        .args(["optimize", "--help"])
+/// A variant's name and its model file, or why it has none.
+type Variant = (String, Result<PathBuf, String>);
+
+/// Makes every variant of one model with `gpu_prep.py` (the peer, fp16 conversions, ours
+/// through the `transfuse` binary, also at the fixed shapes given as `(tag, spec)`), or reuses
+/// those an earlier run made. Returns the `optimize` flags the binary has and each variant's
+/// file, or why it has none.
+fn variants(
+    args: &Args,
+    tools: (&Path, &Path, &Path),
+    raw: &Path,
+    dir: &Path,
+    text: bool,
+    fixed: &[(String, String)],
+) -> Result<(Vec<String>, Vec<Variant>)> {
+    let (python, scripts, transfuse) = tools;
+    let mut command = Command::new(python);
+    command
+        .arg(scripts.join("gpu_prep.py"))
+        .arg("--input")
+        .arg(raw);
+    command
+        .arg("--dir")
+        .arg(dir)
+        .arg("--transfuse")
+        .arg(transfuse);
+    command.args(["--model-type", if text { "bert" } else { "vit" }]);
+    command.args(["--num-heads", &args.num_heads.to_string()]);
+    command.args(["--hidden-size", &args.hidden_size.to_string()]);
+    for (tag, spec) in fixed {
+        command.arg(format!("--fixed={tag}={spec}"));
+    }
+    if args.fresh {
+        command.arg("--fresh");
+    }
+    let output = command
+        .stderr(std::process::Stdio::inherit())
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    ["--fix-shapes", "--float16"]
-        .into_iter()
-        .filter(|f| help.contains(f))
-        .map(String::from)
-        .collect()
-}
-
-type Variant = (String, std::result::Result<PathBuf, String>);
-
-struct Tools<'a> {
-    python: &'a Path,
-    scripts: &'a Path,
-    transfuse: &'a Path,
-    flags: &'a [String],
-    fresh: bool,
-}
-
-impl Tools<'_> {
-    /// The shape-independent variants: raw, peer, ours, and their fp16 versions.
-    fn prepare(
-        &self,
-        raw: &Path,
-        dir: &Path,
-        text: bool,
-        args: &Args,
-        notes: &mut Vec<String>,
-    ) -> Vec<Variant> {
-        let file = |name: &str| dir.join(format!("{name}.onnx"));
-        let script = self.scripts.join("gpu_prep.py");
-        let (peer, peer16) = (file("peer"), file("peer-fp16"));
-        let mut peer_cmd = Command::new(self.python);
-        peer_cmd.arg(&script).arg("peer").arg("--input").arg(raw);
-        peer_cmd
-            .arg("--output")
-            .arg(&peer)
-            .arg("--float16")
-            .arg(&peer16);
-        peer_cmd.args(["--model-type", if text { "bert" } else { "vit" }]);
-        peer_cmd.args(["--num-heads", &args.num_heads.to_string()]);
-        peer_cmd.args(["--hidden-size", &args.hidden_size.to_string()]);
-        let peer_result = self.produce(&mut peer_cmd, &[&peer, &peer16]);
-        let raw16 = file("raw-fp16");
-        let mut raw16_cmd = Command::new(self.python);
-        raw16_cmd.arg(&script).arg("fp16").arg("--input").arg(raw);
-        raw16_cmd.arg("--output").arg(&raw16);
-        let raw16_result = self.produce(&mut raw16_cmd, &[&raw16]);
-        let ours = self.ours(raw, &file("ours"), &[]);
-        let ours16 = self.ours(raw, &file("ours-fp16"), &["--float16".to_string()]);
-        if let Err(e) = &peer_result {
-            notes.push(format!("the peer's GPU optimization: {e}"));
-        }
-        vec![
-            ("raw".into(), Ok(raw.to_path_buf())),
-            (
-                "peer".into(),
-                peer_result.clone().and_then(|_| exists(&peer)),
-            ),
-            ("ours".into(), ours),
-            ("raw-fp16".into(), raw16_result.and_then(|_| exists(&raw16))),
-            (
-                "peer-fp16".into(),
-                peer_result.and_then(|_| exists(&peer16)),
-            ),
-            ("ours-fp16".into(), ours16),
-        ]
+        .context("starting gpu_prep.py")?;
+    if !output.status.success() {
+        bail!("gpu_prep.py failed ({})", output.status);
     }
-
-    /// `ours-fixed` (and its fp16 version) at the shapes of `inputs`.
-    fn fixed_variants(
-        &self,
-        raw: &Path,
-        dir: &Path,
-        inputs: &[transfuse_ir::Tensor],
-        seq: Option<usize>,
-    ) -> Vec<Variant> {
-        let shapes: Vec<String> = inputs
-            .iter()
-            .map(|t| {
-                let dims: Vec<String> = t.dims.iter().map(ToString::to_string).collect();
-                format!("{}={}", t.name, dims.join("x"))
-            })
-            .collect();
-        let fix = vec!["--fix-shapes".to_string(), shapes.join(",")];
-        let tag = seq.map_or_else(String::new, |s| format!("-s{s}"));
-        let file = |name: &str| dir.join(format!("{name}{tag}.onnx"));
-        let mut fix16 = fix.clone();
-        fix16.push("--float16".into());
-        vec![
-            (
-                "ours-fixed".into(),
-                self.ours(raw, &file("ours-fixed"), &fix),
-            ),
-            (
-                "ours-fixed-fp16".into(),
-                self.ours(raw, &file("ours-fixed-fp16"), &fix16),
-            ),
-        ]
+    let reply: serde_json::Value =
+        serde_json::from_str(&last_line(&output.stdout)).context("reading gpu_prep.py's answer")?;
+    let flags = reply["flags"].as_array().into_iter().flatten();
+    let flags = flags.filter_map(|f| f.as_str().map(String::from)).collect();
+    let mut out = Vec::new();
+    for (name, v) in reply["variants"].as_object().into_iter().flatten() {
+        let file = match (v["path"].as_str(), v["error"].as_str()) {
+            (Some(path), _) => Ok(PathBuf::from(path)),
+            (None, error) => Err(error.unwrap_or("not produced").to_string()),
+        };
+        out.push((name.clone(), file));
     }
-
-    fn ours(
-        &self,
-        raw: &Path,
-        out: &Path,
-        extra: &[String],
-    ) -> std::result::Result<PathBuf, String> {
-        for flag in extra.iter().filter(|f| f.starts_with("--")) {
-            if !self.flags.contains(flag) {
-                return Err(format!(
-                    "not available in this build (no `optimize {flag}`)"
-                ));
-            }
-        }
-        let mut command = Command::new(self.transfuse);
-        command.arg("optimize").arg(raw).arg("-o").arg(out);
-        command.args(["--no-verify", "--quiet"]).args(extra);
-        self.produce(&mut command, &[out])?;
-        exists(out)
-    }
-
-    /// Runs `command` unless every output exists already (and not --fresh).
-    fn produce(&self, command: &mut Command, outputs: &[&Path]) -> std::result::Result<(), String> {
-        if !self.fresh && outputs.iter().all(|o| o.is_file()) {
-            return Ok(());
-        }
-        eprintln!("running {command:?}");
-        let output = command.output().map_err(|e| format!("cannot start: {e}"))?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        // gpu_prep.py reports per output; an output it could not make says why.
-        for line in stdout.lines().filter(|l| l.starts_with('{')) {
-            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(line) {
-                for (path, result) in map {
-                    if result["ok"] == false {
-                        let error = result["error"].as_str().unwrap_or("failed");
-                        eprintln!("{path}: {error}");
-                        let _ = std::fs::remove_file(&path);
-                        let _ = std::fs::write(format!("{path}.error"), error);
-                    }
-                }
-            }
-        }
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!("failed: {}", last_line(&output.stderr)))
-        }
-    }
-}
-
-fn exists(path: &Path) -> std::result::Result<PathBuf, String> {
-    if path.is_file() {
-        Ok(path.to_path_buf())
-    } else {
-        let why = std::fs::read_to_string(path.with_extension("onnx.error"))
-            .unwrap_or_else(|_| "not produced".into());
-        Err(why)
-    }
+    Ok((flags, out))
 }
