@@ -271,3 +271,69 @@ pub fn render(runs: &[GpuRun], extra_notes: &[String]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn row(variant: &str, graph: bool) -> GpuRow {
+        GpuRow {
+            model: "bert_eager_ts_op14".into(),
+            shape: "seq 128".into(),
+            variant: variant.into(),
+            tf32: true,
+            cuda_graph: graph,
+            ..GpuRow::default()
+        }
+    }
+
+    #[test]
+    fn refusals_warnings_and_ratios_reach_the_page() {
+        let mut refused = row("raw", true);
+        refused.capture_refused = Some("at session creation: not all nodes on CUDA".into());
+        let mut warned = row("peer", true);
+        warned.median_ms = Some(1.5);
+        warned.min_ms = Some(1.4);
+        warned.cpu_shape_warning = Some("shape massaging nodes".into());
+        let mut ours = row("ours", true);
+        ours.median_ms = Some(0.8);
+        ours.min_ms = Some(0.75);
+        let missing = GpuRow {
+            unavailable: Some("not available in this build".into()),
+            ..row("ours-fixed", true)
+        };
+        let torch = serde_json::json!({
+            "device": "cuda",
+            "machine": {"torch": "2.11.0", "card": "H200"},
+            "rows": [{"model": "bert", "seq": 128, "impl": "compile-reduce-overhead",
+                      "precision": "tf32", "median_ms": 1.0}]
+        });
+        let run = GpuRun {
+            ort_version: "1.31.1".into(),
+            rows: vec![refused, warned, ours, missing],
+            torch: vec![torch],
+            ..GpuRun::default()
+        };
+        let page = render(&[run], &[]);
+        let line = |variant: &str| {
+            page.lines()
+                .find(|l| l.contains(&format!("| {variant} |")))
+                .unwrap()
+                .to_string()
+        };
+        assert!(
+            line("raw").ends_with("| - | capture refused [1] |"),
+            "{page}"
+        );
+        assert!(line("peer").ends_with("| 1.50 (1.40) ⚠[2] |"), "{page}");
+        assert!(line("ours-fixed").ends_with("| n/a [3] |"), "{page}");
+        assert!(page.contains("[1] capture refused at session creation: not all nodes on CUDA"));
+        assert!(
+            page.contains("| bert_eager_ts_op14 | seq 128 | 0.80 | 1.00 | 0.80x |"),
+            "{page}"
+        );
+        assert!(page.contains("torch 2.11.0"));
+        assert!(page.contains("TensorRT is not measured"));
+    }
+}
