@@ -111,6 +111,9 @@ pub struct Args {
     /// profiles, the OpenVINO driver's logs (default: target/bench).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// The GPU table (`--device cuda`) and its options.
+    #[command(flatten)]
+    pub gpu: Box<super::gpu::GpuArgs>,
 }
 
 /// A model to benchmark and the sequence lengths it is timed at (text models).

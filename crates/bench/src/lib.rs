@@ -18,11 +18,14 @@
 //! and its engines), [`latency`] (one case's timing), [`parity`], [`profile`], [`optimizers`]
 //! (timed optimizer processes), [`python`] (virtual environment, peer, OpenVINO driver),
 //! [`results`] (the JSON), [`publish`] (files read and written), [`report`] (markdown),
-//! [`chart`] (SVG), [`system`] (machine facts, statistics).
+//! [`chart`] (SVG), [`system`] (machine facts, statistics); [`gpu`] and [`gpu_report`]: the GPU
+//! table (`--device cuda`).
 
 mod args;
 mod case;
 mod chart;
+mod gpu;
+mod gpu_report;
 mod latency;
 pub mod models;
 mod optimizers;
@@ -45,6 +48,9 @@ use self::publish::{default_json, publish, read_run, saved_results_dir, saved_ru
 
 /// Runs the benchmark (or, with `--render-only`, only publishes earlier results).
 pub fn run(args: Args) -> Result<()> {
+    if args.gpu.device.is_some() {
+        return gpu::run(&args);
+    }
     let mut merged = Vec::new();
     for path in &args.merge {
         merged.push(read_run(path)?);

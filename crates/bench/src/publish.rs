@@ -95,7 +95,8 @@ pub fn publish(args: &Args, runs: Vec<BenchRun>) -> Result<()> {
         "PyTorch, PyTorch with BetterTransformer and TensorRT (rows of the original experiment) are not run: no PyTorch or TensorRT here.".to_string(),
     ];
     notes.extend(args.note.iter().cloned());
-    let page = report::markdown(&runs, chart_name.as_deref(), PREAMBLE, &notes);
+    let mut page = report::markdown(&runs, chart_name.as_deref(), PREAMBLE, &notes);
+    page.push_str(&super::gpu::saved_section()?);
     std::fs::write(&markdown, page).with_context(|| format!("writing {}", markdown.display()))?;
     let chart = chart_name.map_or_else(String::new, |_| format!(" and {}", svg.display()));
     eprintln!("page written: {}{chart}", markdown.display());

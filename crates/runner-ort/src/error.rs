@@ -116,6 +116,18 @@ pub enum OrtError {
         /// ONNX Runtime's message.
         message: String,
     },
+    /// ONNX Runtime refused to capture the run in a CUDA graph (for example because some
+    /// node is not placed on the CUDA provider). Its message is kept verbatim.
+    #[error("CUDA graph capture refused at {stage}: {message}")]
+    GraphCaptureRefused {
+        /// `session creation`, `the first run` or `the capture`.
+        stage: &'static str,
+        /// ONNX Runtime's message.
+        message: String,
+    },
+    /// Inputs or outputs could not be bound to device memory.
+    #[error("I/O binding: {0}")]
+    Binding(String),
     /// Inference failed.
     #[error("ONNX Runtime failed to run the model: {0}")]
     Run(String),

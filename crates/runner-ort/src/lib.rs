@@ -18,16 +18,23 @@
 //! ```
 //!
 //! Tensors of element type f32, f64, i64, i32, i8, u8 and bool go in and come out.
-//! Execution providers: CPU, and CUDA with the cargo feature `cuda`. Per-node profiling
+//! Execution providers: CPU, and CUDA with the cargo feature `cuda` ([`CudaOptions`]: TF32 and
+//! CUDA graph capture, recorded with [`SessionOptions::provider_description`]). For timing,
+//! [`Session::bind`] puts the inputs on the device once and binds the outputs to device memory,
+//! so [`Session::time_bound`] measures no host copies. Per-node profiling
 //! writes ONNX Runtime's JSON trace ([`SessionOptions::profiling`], [`Session::end_profiling`]).
 
+mod binding;
 mod convert;
+mod cuda;
 mod error;
 mod locate;
 mod options;
 mod runtime;
 mod session;
 
+pub use binding::BoundRun;
+pub use cuda::{CaptureReport, CudaOptions};
 pub use error::{OrtError, Result};
 pub use locate::{PROVISIONED_DIR, library_path, provisioned_candidates, provisioned_path};
 pub use options::{ExecutionProvider, OptimizationLevel, ParseSettingError, SessionOptions};

@@ -4,6 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::CudaOptions;
+
 /// How much ONNX Runtime rewrites the graph itself when it creates a session.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum OptimizationLevel {
@@ -61,6 +63,16 @@ pub struct ParseSettingError {
     kind: &'static str,
     given: String,
     expected: &'static str,
+}
+
+impl ParseSettingError {
+    pub(crate) fn new(kind: &'static str, given: &str, expected: &'static str) -> Self {
+        ParseSettingError {
+            kind,
+            given: given.to_string(),
+            expected,
+        }
+    }
 }
 
 impl FromStr for OptimizationLevel {
@@ -153,6 +165,8 @@ pub struct SessionOptions {
     pub intra_op_threads: Option<usize>,
     /// Where the model runs (default: CPU).
     pub execution_provider: ExecutionProvider,
+    /// TF32 and CUDA graph capture of the CUDA provider (ignored on the CPU).
+    pub cuda: CudaOptions,
     /// When set, ONNX Runtime records every node's execution time; the profile is written
     /// as `<prefix>_<timestamp>.json` when [`crate::Session::end_profiling`] is called.
     pub profiling_prefix: Option<PathBuf>,
@@ -175,6 +189,29 @@ impl SessionOptions {
     pub fn execution_provider(mut self, provider: ExecutionProvider) -> Self {
         self.execution_provider = provider;
         self
+    }
+
+    /// Sets the CUDA provider's TF32 and graph-capture options.
+    pub fn cuda_options(mut self, cuda: CudaOptions) -> Self {
+        self.cuda = cuda;
+        self
+    }
+
+    /// The execution provider and, for CUDA, its options as ONNX Runtime names them: what a
+    /// result records about where it ran (`cuda device_id=0,use_tf32=1,enable_cuda_graph=0`).
+    pub fn provider_description(&self) -> String {
+        match self.execution_provider {
+            ExecutionProvider::Cpu => "cpu".into(),
+            ExecutionProvider::Cuda { device_id } => {
+                let options: Vec<String> = self
+                    .cuda
+                    .provider_options(device_id)
+                    .into_iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                format!("cuda {}", options.join(","))
+            }
+        }
     }
 
     /// Enables per-node profiling into files starting with `prefix`.
@@ -224,6 +261,14 @@ mod tests {
             "cuda:3"
         );
         assert!("cuda:x".parse::<ExecutionProvider>().is_err());
+        let options = SessionOptions::default()
+            .execution_provider("cuda:1".parse().unwrap())
+            .cuda_options("graph=on,tf32=off".parse().unwrap());
+        assert_eq!(
+            options.provider_description(),
+            "cuda device_id=1,use_tf32=0,enable_cuda_graph=1"
+        );
+        assert_eq!(SessionOptions::default().provider_description(), "cpu");
         assert!("tpu".parse::<ExecutionProvider>().is_err());
     }
 }

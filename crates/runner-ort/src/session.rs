@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ort::session::{Session as OrtSession, SessionInputValue, builder::SessionBuilder};
@@ -9,7 +10,10 @@ use ort::value::DynValue;
 use transfuse_ir::Tensor;
 
 use crate::convert::{from_ort_value, to_ort_value};
-use crate::{ExecutionProvider, OrtError, OrtRuntime, Result, SessionOptions};
+use crate::cuda::{CPU_SHAPE_MARKER, is_capture_refusal};
+use crate::{
+    CaptureReport, CudaOptions, ExecutionProvider, OrtError, OrtRuntime, Result, SessionOptions,
+};
 
 /// A model loaded into ONNX Runtime.
 ///
@@ -28,17 +32,24 @@ use crate::{ExecutionProvider, OrtError, OrtRuntime, Result, SessionOptions};
 /// ```
 #[derive(Debug)]
 pub struct Session {
-    inner: OrtSession,
+    pub(crate) inner: OrtSession,
     input_names: Vec<String>,
     output_names: Vec<String>,
     profiling: bool,
+    pub(crate) provider: ExecutionProvider,
+    pub(crate) cuda: CudaOptions,
+    /// ONNX Runtime's warnings and errors for this session (CUDA sessions only; on the CPU its
+    /// default logger prints them as before).
+    log: Option<SessionLog>,
 }
+
+type SessionLog = Arc<Mutex<Vec<String>>>;
 
 /// Inputs converted once into ONNX Runtime values, to be run many times without paying for
 /// the conversion each time (see [`Session::prepare`]).
 #[derive(Debug)]
 pub struct PreparedInputs {
-    values: Vec<(String, DynValue)>,
+    pub(crate) values: Vec<(String, DynValue)>,
 }
 
 impl PreparedInputs {
@@ -72,14 +83,11 @@ impl Session {
                 message: "no such file".into(),
             });
         }
-        let mut builder = configure(runtime, options)?;
+        let (mut builder, log) = configure(runtime, options)?;
         let session = builder
             .commit_from_file(path)
-            .map_err(|e| OrtError::CreateSession {
-                model,
-                message: e.to_string(),
-            })?;
-        Ok(Session::wrap(session, options))
+            .map_err(|e| creation_error(options, model, e.to_string()))?;
+        Ok(Session::wrap(session, options, log))
     }
 
     /// Loads a model from its serialized bytes (for example [`transfuse_ir::Model::to_bytes`]).
@@ -89,17 +97,14 @@ impl Session {
         bytes: &[u8],
         options: &SessionOptions,
     ) -> Result<Session> {
-        let mut builder = configure(runtime, options)?;
+        let (mut builder, log) = configure(runtime, options)?;
         let session = builder
             .commit_from_memory(bytes)
-            .map_err(|e| OrtError::CreateSession {
-                model: "(from memory)".into(),
-                message: e.to_string(),
-            })?;
-        Ok(Session::wrap(session, options))
+            .map_err(|e| creation_error(options, "(from memory)".into(), e.to_string()))?;
+        Ok(Session::wrap(session, options, log))
     }
 
-    fn wrap(inner: OrtSession, options: &SessionOptions) -> Session {
+    fn wrap(inner: OrtSession, options: &SessionOptions, log: Option<SessionLog>) -> Session {
         let input_names = inner
             .inputs()
             .iter()
@@ -115,6 +120,22 @@ impl Session {
             input_names,
             output_names,
             profiling: options.profiling_prefix.is_some(),
+            provider: options.execution_provider,
+            cuda: options.cuda,
+            log,
+        }
+    }
+
+    /// What ONNX Runtime has logged for this session so far (CUDA sessions; empty on the
+    /// CPU), and its CPU-shape warning under CUDA graph capture if it gave one. Read it after
+    /// [`Session::bind`], which makes the first run (when a capture is decided).
+    pub fn capture_report(&self) -> CaptureReport {
+        let log = self.log.as_ref().map_or_else(Vec::new, |log| {
+            log.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        });
+        CaptureReport {
+            cpu_shape_warning: log.iter().find(|m| m.contains(CPU_SHAPE_MARKER)).cloned(),
+            log,
         }
     }
 
@@ -230,7 +251,23 @@ impl Session {
     }
 }
 
-fn configure(runtime: &OrtRuntime, options: &SessionOptions) -> Result<SessionBuilder> {
+/// A session creation error; a refused CUDA graph capture gets its own variant.
+fn creation_error(options: &SessionOptions, model: String, message: String) -> OrtError {
+    let cuda = matches!(options.execution_provider, ExecutionProvider::Cuda { .. });
+    if cuda && options.cuda.cuda_graph && is_capture_refusal(&message) {
+        OrtError::GraphCaptureRefused {
+            stage: "session creation",
+            message,
+        }
+    } else {
+        OrtError::CreateSession { model, message }
+    }
+}
+
+fn configure(
+    runtime: &OrtRuntime,
+    options: &SessionOptions,
+) -> Result<(SessionBuilder, Option<SessionLog>)> {
     let config = |setting: &'static str| {
         move |e: ort::Error<SessionBuilder>| OrtError::Configure {
             setting,
@@ -254,17 +291,50 @@ fn configure(runtime: &OrtRuntime, options: &SessionOptions) -> Result<SessionBu
             .with_profiling(prefix)
             .map_err(config("profiling"))?;
     }
+    let mut log = None;
     match options.execution_provider {
         ExecutionProvider::Cpu => {}
-        ExecutionProvider::Cuda { device_id } => builder = with_cuda(builder, device_id)?,
+        ExecutionProvider::Cuda { device_id } => {
+            let (with_logger, kept) = capture_log(builder)?;
+            builder = with_cuda(with_logger, device_id, options.cuda)?;
+            log = Some(kept);
+        }
     }
-    Ok(builder)
+    Ok((builder, log))
+}
+
+/// Routes the session's ONNX Runtime log (warnings and worse) into a buffer, also printing
+/// each line on stderr as ONNX Runtime's default logger would.
+fn capture_log(builder: SessionBuilder) -> Result<(SessionBuilder, SessionLog)> {
+    use ort::logging::LogLevel;
+    let log: SessionLog = Arc::default();
+    let sink = Arc::clone(&log);
+    let logger = Arc::new(
+        move |level: LogLevel, category: &str, _id: &str, location: &str, message: &str| {
+            if level < LogLevel::Warning {
+                return;
+            }
+            eprintln!("onnxruntime {level:?} [{category}] {location}: {message}");
+            sink.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(message.to_string());
+        },
+    );
+    let failed = |e: ort::Error<SessionBuilder>| OrtError::Configure {
+        setting: "the session logger",
+        message: e.to_string(),
+    };
+    let builder = builder.with_log_level(LogLevel::Warning).map_err(failed)?;
+    let builder = builder.with_logger(logger).map_err(failed)?;
+    Ok((builder, log))
 }
 
 #[cfg(feature = "cuda")]
-fn with_cuda(builder: SessionBuilder, device_id: i32) -> Result<SessionBuilder> {
+fn with_cuda(builder: SessionBuilder, device_id: i32, cuda: CudaOptions) -> Result<SessionBuilder> {
     let provider = ort::ep::CUDA::default()
         .with_device_id(device_id)
+        .with_tf32(cuda.tf32)
+        .with_cuda_graph(cuda.cuda_graph)
         .build()
         .error_on_failure();
     builder
@@ -276,7 +346,11 @@ fn with_cuda(builder: SessionBuilder, device_id: i32) -> Result<SessionBuilder> 
 }
 
 #[cfg(not(feature = "cuda"))]
-fn with_cuda(_builder: SessionBuilder, _device_id: i32) -> Result<SessionBuilder> {
+fn with_cuda(
+    _builder: SessionBuilder,
+    _device_id: i32,
+    _cuda: CudaOptions,
+) -> Result<SessionBuilder> {
     Err(OrtError::ProviderNotCompiled {
         provider: "CUDA",
         feature: "cuda",
