@@ -80,21 +80,41 @@ impl Explanation {
     }
 }
 
-/// The fused op types of each family.
+/// The fusions of each family; the op types counted as fused blocks are those the fusions
+/// emit (their registry entries), plus ONNX Runtime's `SimplifiedLayerNormalization`, which
+/// an input may already hold and which no fusion emits.
 const FAMILIES: &[(&str, &[&str])] = &[
-    ("attention", &["Attention", "MultiHeadAttention"]),
+    ("attention", &["attention"]),
     (
         "norms",
         &[
-            "LayerNormalization",
-            "SkipLayerNormalization",
-            "SimplifiedLayerNormalization",
-            "SkipSimplifiedLayerNormalization",
-            "EmbedLayerNormalization",
+            "layernorm",
+            "skiplayernorm",
+            "rmsnorm",
+            "skiprmsnorm",
+            "embedlayernorm",
         ],
     ),
-    ("gelu", &["Gelu", "BiasGelu", "FastGelu", "QuickGelu"]),
+    ("gelu", &["gelu", "fastgelu", "quickgelu", "biasgelu"]),
 ];
+
+/// True when `op` is a fused op of the fusions named in `fusions`.
+fn is_fused_op(fusions: &[&str], node: &Node) -> bool {
+    let emitted = fusions
+        .iter()
+        .filter_map(|name| crate::fusions::fusion(name))
+        .flat_map(|f| f.emits.iter())
+        .any(|&(domain, op)| {
+            op == node.op_type
+                && (domain == node.domain
+                    || (crate::lang::is_default_domain(domain)
+                        && crate::lang::is_default_domain(&node.domain)))
+        });
+    emitted
+        || (fusions.contains(&"rmsnorm")
+            && node.op_type == "SimplifiedLayerNormalization"
+            && node.is_onnx())
+}
 
 /// Names the unfused sites of `optimized` (the output of [`crate::optimize`]) and counts
 /// found and fused blocks per family. Never fails: a site it cannot diagnose further gets
@@ -145,11 +165,11 @@ pub fn explain(optimized: &Model) -> Explanation {
         .collect();
     let coverage = FAMILIES
         .iter()
-        .map(|(family, ops)| {
+        .map(|(family, fusions)| {
             let fused = graph
                 .nodes
                 .iter()
-                .filter(|n| ops.contains(&n.op_type.as_str()))
+                .filter(|n| is_fused_op(fusions, n))
                 .count();
             let left = unfused.iter().filter(|s| s.family == *family).count();
             FamilyCoverage {
@@ -469,4 +489,21 @@ fn mean_reason(facts: &GraphFacts<'_>, n: &Node, input: &str, last_dim_known: bo
     "not a complete norm: x - mean(x), a variance of it (or mean(x²) for RMS) plus a \
      constant epsilon, its square root, and a constant scale of the last dim's length"
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FAMILIES;
+
+    /// Every fusion that emits an op counts toward exactly one family's blocks.
+    #[test]
+    fn every_emitting_fusion_has_one_family() {
+        for f in crate::FUSIONS.iter().filter(|f| !f.emits.is_empty()) {
+            let families = FAMILIES
+                .iter()
+                .filter(|(_, fusions)| fusions.contains(&f.name))
+                .count();
+            assert_eq!(families, 1, "fusion {} is in {families} families", f.name);
+        }
+    }
 }
