@@ -19,11 +19,13 @@
 //! (timed optimizer processes), [`python`] (virtual environment, peer, OpenVINO driver),
 //! [`results`] (the JSON), [`publish`] (files read and written), [`report`] (markdown),
 //! [`chart`] (SVG), [`system`] (machine facts, statistics); [`gpu`] and [`gpu_report`]: the GPU
-//! table (`--device cuda`).
+//! table (`--device cuda`); [`fp16_report`]: the page's section from the saved output of
+//! `cargo xtask fp16-accuracy`.
 
 mod args;
 mod case;
 mod chart;
+mod fp16_report;
 mod gpu;
 mod gpu_report;
 mod latency;

@@ -57,7 +57,7 @@ pub fn read_run(path: &Path) -> Result<BenchRun> {
 
 /// The page's introduction: what was measured and how to reproduce it.
 const PREAMBLE: &str = "\
-What `cargo xtask bench` measures, per model (batch 1; BERT-base at sequence lengths 32 and 128, ViT-B/16 at 224x224; random weights, generated inputs): the original model in ONNX Runtime with its graph optimizations disabled and all on; ONNX Runtime's Python transformers optimizer (the peer, `--opt_level 0`) and transfuse (all fusions, and all but attention), each followed by ONNX Runtime with all optimizations on; and OpenVINO on the original model where it installs. All configurations of a case run interleaved, one run each per round in rotating order, after warm-up runs, with every ONNX Runtime session created anew (and run once untimed) at the start of each third of the rounds; the tables give the median and the minimum, and ratios are taken per round, so a slow phase of a shared machine hits both sides of a ratio. PyTorch, BetterTransformer and TensorRT rows of the original experiment cannot run here and are left out.
+What `cargo xtask bench` measures, per model (batch 1; BERT-base at sequence lengths 32 and 128, ViT-B/16 at 224x224; random weights, generated inputs): the original model in ONNX Runtime with its graph optimizations disabled and all on; ONNX Runtime's Python transformers optimizer (the peer, `--opt_level 0`) and transfuse (all fusions, and all but attention), each followed by ONNX Runtime with all optimizations on; and OpenVINO on the original model where it installs. All configurations of a case run interleaved, one run each per round in rotating order, after warm-up runs, with every ONNX Runtime session created anew (and run once untimed) at the start of each third of the rounds; the tables give the median and the minimum, and ratios are taken per round, so a slow phase of a shared machine hits both sides of a ratio. The CPU and GPU columns of these tables time ONNX Runtime with host copies; the GPU table at the end (`--device cuda`: inputs and outputs bound on the device, TF32 and CUDA graphs on and off, fp16, fixed shapes) adds the original experiment's PyTorch rows (eager, SDPA, the successor of BetterTransformer's fast path, and `torch.compile`). TensorRT cannot be installed on the GPU machine (see the notes there).
 
 Reproduce: `cargo xtask bench --publish` (this machine's run at 2 threads; it creates the Python virtual environment for the peer and OpenVINO under `target/bench/venv` and materializes the models; without `--publish` the page and chart go to `target/bench/` instead of `docs/`), and on a machine with many cores and a GPU `xtask bench --threads 16 --no-publish` and `xtask bench --provider cuda --threads 16 --no-publish` (a binary built with `--features cuda`, ONNX Runtime's CUDA build in `ORT_DYLIB_PATH`), whose JSON files, copied into `xtask/bench/results/`, are added as columns whenever the page is rendered (`cargo xtask bench --render-only --publish` publishes them with no new measurement).";
 
@@ -92,11 +92,12 @@ pub fn publish(args: &Args, runs: Vec<BenchRun>) -> Result<()> {
         }
     };
     let mut notes = vec![
-        "PyTorch, PyTorch with BetterTransformer and TensorRT (rows of the original experiment) are not run: no PyTorch or TensorRT here.".to_string(),
+        "PyTorch rows (eager, SDPA, torch.compile) are in the GPU table at the end, measured on the GPU machine with its 16 CPU cores; this machine has no PyTorch. TensorRT is not measured anywhere (see the GPU notes).".to_string(),
     ];
     notes.extend(args.note.iter().cloned());
     let mut page = report::markdown(&runs, chart_name.as_deref(), PREAMBLE, &notes);
     page.push_str(&super::gpu::saved_section()?);
+    page.push_str(&super::fp16_report::saved_section()?);
     std::fs::write(&markdown, page).with_context(|| format!("writing {}", markdown.display()))?;
     let chart = chart_name.map_or_else(String::new, |_| format!(" and {}", svg.display()));
     eprintln!("page written: {}{chart}", markdown.display());
