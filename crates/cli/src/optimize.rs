@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use transfuse_ir::{Dim, Model};
-use transfuse_rewrite::{FixedShapes, FusionSet, OptimizeOptions, Report};
+use transfuse_rewrite::{AttentionOp, FixedShapes, FusionSet, OptimizeOptions, Report};
 
 use crate::UsageError;
 use crate::output::{Printer, write_stdout};
@@ -37,6 +37,11 @@ pub struct Flags {
     /// model then accepts inputs of exactly those shapes.
     #[arg(long, value_name = "SPEC")]
     pub fix_shapes: Option<String>,
+    /// The fused attention op: `attention` (packed QKV weights; a block that cannot be
+    /// packed stays unfused), `mha` (MultiHeadAttention on the Q, K and V projections) or
+    /// `auto` (packed where the projections allow, MultiHeadAttention elsewhere).
+    #[arg(long, value_name = "OP", default_value = "auto")]
+    pub attention_op: String,
     /// Write a JSON report here, `-` for stdout (the summary then goes to stderr).
     #[arg(long, allow_hyphen_values = true)]
     pub report: Option<PathBuf>,
@@ -83,6 +88,10 @@ pub fn run(args: Args) -> Result<()> {
         .fusions
         .parse()
         .map_err(|e| UsageError(format!("--fusions: {e}")))?;
+    let attention_op: AttentionOp = args
+        .attention_op
+        .parse()
+        .map_err(|e| UsageError(format!("--attention-op: {e}")))?;
     let fixed_shapes: FixedShapes = match &args.fix_shapes {
         Some(spec) => spec
             .parse()
@@ -129,6 +138,7 @@ pub fn run(args: Args) -> Result<()> {
     let options = OptimizeOptions {
         fusions: fusions.clone(),
         fixed_shapes: fixed_shapes.clone(),
+        attention_op,
         ..OptimizeOptions::default()
     };
     let (mut optimized, report) = transfuse_rewrite::optimize(&model, &options)

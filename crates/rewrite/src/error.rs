@@ -30,6 +30,9 @@ pub enum RewriteError {
         valid: String,
     },
     /// A rule failed to build (a bug in a fusion's pattern).
+    #[error("unknown attention op '{0}' (valid: auto, attention, mha)")]
+    /// `--attention-op` is none of `auto`, `attention`, `mha`.
+    UnknownAttentionOp(String),
     #[error("rule '{rule}' is invalid: {reason}")]
     InvalidRule {
         /// The rule.

@@ -109,7 +109,7 @@ pub use float16::{Float16Options, Float16Report, to_float16};
 pub use fusions::{FUSIONS, Fusion};
 pub use lang::{AttrVal, INTERNAL_DOMAIN, Onnx, OpNode, TensorId};
 pub use lower::{MAX_FOLDED_ELEMENTS, MAX_FOLDED_INDEX_ELEMENTS};
-pub use options::{FusionSet, OptimizeOptions, RunnerLimits};
+pub use options::{AttentionOp, FusionSet, OptimizeOptions, RunnerLimits};
 pub use report::{EGraphReport, Report, fused_counts, fused_op_types};
 pub use symbolic::{ConstValue, Scalar, SymDim};
 pub use tensors::{TensorEntry, TensorOrigin, TensorTable};
@@ -206,7 +206,10 @@ fn optimize_at_model_opset(
     let original = lower::canonical_originals(&imported, &egraph);
     let costs = extract::CostModel {
         original: &original,
-        allowed: fusions::allowed_new_ops(&options.fusions),
+        allowed: fusions::allowed_new_ops(&options.fusions)
+            .into_iter()
+            .filter(|op| !options.attention_op.excluded().contains(op))
+            .collect(),
         fused: fusions::fused_ops(),
     };
     let extraction = extract::extract(&egraph, egraph.find(imported.root), |n| costs.cost(n))?;

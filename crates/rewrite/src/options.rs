@@ -167,11 +167,51 @@ impl Default for RunnerLimits {
     }
 }
 
+/// Which fused attention op to emit (`--attention-op`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AttentionOp {
+    /// Packed `Attention` where the Q, K and V projections can be packed into one weight,
+    /// `MultiHeadAttention` elsewhere.
+    #[default]
+    Auto,
+    /// Only packed `Attention`: a block whose projections cannot be packed stays unfused.
+    Attention,
+    /// Only `MultiHeadAttention` (on the Q, K and V projections as they are).
+    MultiHeadAttention,
+}
+
+impl AttentionOp {
+    /// The fused op types this choice rules out.
+    pub(crate) fn excluded(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            AttentionOp::Auto => &[],
+            AttentionOp::Attention => &[(crate::rule::MS, "MultiHeadAttention")],
+            AttentionOp::MultiHeadAttention => &[(crate::rule::MS, "Attention")],
+        }
+    }
+}
+
+impl std::str::FromStr for AttentionOp {
+    type Err = RewriteError;
+
+    /// `auto`, `attention` or `mha`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(AttentionOp::Auto),
+            "attention" => Ok(AttentionOp::Attention),
+            "mha" => Ok(AttentionOp::MultiHeadAttention),
+            other => Err(RewriteError::UnknownAttentionOp(other.to_string())),
+        }
+    }
+}
+
 /// Options of [`crate::optimize`].
 #[derive(Clone, Debug, Default)]
 pub struct OptimizeOptions {
     /// The fusions to apply.
     pub fusions: FusionSet,
+    /// Packed `Attention`, `MultiHeadAttention`, or each where it fits (the default).
+    pub attention_op: AttentionOp,
     /// Runner limits.
     pub limits: RunnerLimits,
     /// Dims made static before optimizing (`batch=1,sequence=128`, `input_ids=1x128`); when

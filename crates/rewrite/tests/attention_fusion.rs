@@ -14,7 +14,7 @@ use attention_models::{
     packed_qkv_layer, packed_qkv_layer_unbound,
 };
 use transfuse_ir::{Model, Node};
-use transfuse_rewrite::{OptimizeOptions, optimize};
+use transfuse_rewrite::{AttentionOp, OptimizeOptions, optimize};
 
 fn optimized(model: &Model, fusions: &str) -> Model {
     let options = OptimizeOptions {
@@ -371,4 +371,47 @@ fn every_base_model_fuses_each_layer() {
             "{name}"
         );
     }
+}
+
+fn optimized_with(model: &Model, attention_op: AttentionOp) -> Model {
+    let options = OptimizeOptions {
+        attention_op,
+        ..Default::default()
+    };
+    optimize(model, &options).unwrap().0
+}
+
+/// `--attention-op`: `auto` packs where it can, `mha` never packs, `attention` leaves a
+/// block whose projections cannot be packed unfused rather than emit MultiHeadAttention.
+#[test]
+fn attention_op_chooses_the_fused_op() {
+    let layer = bert_attention_layer(AttentionOptions::default());
+    let auto = optimized_with(&layer, AttentionOp::Auto);
+    assert_eq!(fused_nodes(&auto, "Attention").len(), 1);
+    assert_eq!(fused_nodes(&auto, "MultiHeadAttention").len(), 0);
+    let mha = optimized_with(&layer, AttentionOp::MultiHeadAttention);
+    assert_eq!(fused_nodes(&mha, "Attention").len(), 0);
+    assert_eq!(
+        fused_nodes(&mha, "MultiHeadAttention").len(),
+        1,
+        "{:?}",
+        mha.graph.op_histogram()
+    );
+    assert_eq!(count(&mha, "Softmax"), 0);
+    for (form, fused) in [("auto", &auto), ("mha", &mha)] {
+        let report =
+            transfuse_parity::check(&layer, fused, &transfuse_parity::Options::default()).unwrap();
+        assert!(report.pass, "{form}: max abs diff {:e}", report.max_abs());
+    }
+    let packed = optimized_with(&layer, AttentionOp::Attention);
+    assert_eq!(fused_nodes(&packed, "Attention").len(), 1);
+
+    // The weight is a graph input: no packed form exists.
+    let unpackable = packed_qkv_layer(32, 4, true);
+    let packed_only = optimized_with(&unpackable, AttentionOp::Attention);
+    assert_eq!(fused_nodes(&packed_only, "Attention").len(), 0);
+    assert_eq!(fused_nodes(&packed_only, "MultiHeadAttention").len(), 0);
+    assert_eq!(count(&packed_only, "Softmax"), 1);
+    let auto = optimized_with(&unpackable, AttentionOp::Auto);
+    assert_eq!(fused_nodes(&auto, "MultiHeadAttention").len(), 1);
 }

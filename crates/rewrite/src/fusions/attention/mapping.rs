@@ -474,22 +474,30 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
             fused = Some(add_op(eg, node, inputs));
         }
     }
-    // Otherwise MultiHeadAttention on Q, K and V as they are.
+    // MultiHeadAttention on Q, K and V as they are: the only form where packing is
+    // impossible, and otherwise an alternative in the same class, which extraction takes
+    // only when packed Attention is not allowed (`--attention-op mha`; it costs more).
+    let mut multi_head = || {
+        let (q, k, v) = (
+            materialize(eg, core.query)?,
+            materialize(eg, core.key)?,
+            materialize(eg, core.value)?,
+        );
+        let bias = attention_bias(eg, core.bias, q, k, core.heads).ok()?;
+        let inputs = with_bias(eg, vec![q, k, v], bias);
+        let node = OpNode::new("MultiHeadAttention", MS_DOMAIN)
+            .with_attr("num_heads", heads.clone())
+            .with_attr("scale", scale.clone());
+        Some(add_op(eg, node, inputs))
+    };
     let out = match fused {
-        Some(f) => f,
-        None => {
-            let (q, k, v) = (
-                materialize(eg, core.query)?,
-                materialize(eg, core.key)?,
-                materialize(eg, core.value)?,
-            );
-            let bias = attention_bias(eg, core.bias, q, k, core.heads).ok()?;
-            let inputs = with_bias(eg, vec![q, k, v], bias);
-            let node = OpNode::new("MultiHeadAttention", MS_DOMAIN)
-                .with_attr("num_heads", heads)
-                .with_attr("scale", scale);
-            add_op(eg, node, inputs)
+        Some(f) => {
+            if let Some(alternative) = multi_head() {
+                eg.union(f, alternative);
+            }
+            eg.find(f)
         }
+        None => multi_head()?,
     };
     if core.nan_guard {
         let value = materialize(eg, core.value)?;
