@@ -14,11 +14,14 @@
 //! - specs that do not fit the model are typed errors naming what does exist.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod support;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use std::collections::HashMap;
 
+use support::python_checks::check_models;
 use transfuse_interp::{Interpreter, Value};
 use transfuse_ir::{DataType, Dim, Model, Tensor};
 use transfuse_ort::{OptimizationLevel, SessionOptions};
@@ -207,56 +210,15 @@ fn fixed_shapes_fold_every_shape_computation_and_stay_exact() {
     }
 }
 
-/// Checks each model file named on the command line; prints one line per failure.
-const CHECK_SCRIPT: &str = r#"
-import sys
-import onnx
-import onnxruntime as ort
-failed = 0
-for path in sys.argv[1:]:
-    try:
-        model = onnx.load(path)
-        onnx.checker.check_model(model, full_check=True)
-        onnx.shape_inference.infer_shapes(model, strict_mode=True)
-        ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    except Exception as e:
-        failed += 1
-        print(f"{path}: {type(e).__name__}: {e}".replace("\n", " "))
-sys.exit(1 if failed else 0)
-"#;
-
 #[test]
 fn fixed_shape_models_pass_the_onnx_checker() {
-    if std::env::var("TRANSFUSE_SKIP_PYTHON_CHECKS").is_ok_and(|v| v == "1") {
-        eprintln!("TRANSFUSE_SKIP_PYTHON_CHECKS=1: ONNX checker test skipped");
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("transfuse-fixed-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut files = Vec::new();
-    for (name, path, data) in models() {
+    let fixed_models = models().into_iter().map(|(name, path, data)| {
         let model = Model::load(&path).unwrap();
         let out = fixed(&model, &spec_by_dim_name(&model, &inputs_of(&model, &data))).unwrap();
-        let file = dir.join(format!("{name}.onnx"));
-        out.save(&file).unwrap();
-        files.push(file);
-    }
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let result = std::process::Command::new(&python)
-        .arg("-c")
-        .arg(CHECK_SCRIPT)
-        .args(&files)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {python} (TRANSFUSE_SKIP_PYTHON_CHECKS=1 skips): {e}")
-        });
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        result.status.success(),
-        "fixed-shape models the ONNX checker, strict shape inference or ONNX Runtime reject:\n{}{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
+        (name, out)
+    });
+    // ONNX Runtime loads them with its graph optimizations on.
+    check_models("fixed-shape models", fixed_models, true);
 }
 
 #[test]

@@ -4,10 +4,12 @@
 //! Runtime (CPU), and the ONNX checker; plus a blocked op that stays f32.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod support;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use support::python_checks::check_models;
 use transfuse_ir::{AttrValue, DataType, Dim, Graph, Model, Node, OpsetImport, Tensor, ValueInfo};
 use transfuse_ort::{OptimizationLevel, SessionOptions};
 use transfuse_parity::{InputSource, Options, Runtime, Tolerance, read_test_data};
@@ -290,58 +292,15 @@ fn subgraphs_are_refused() {
     assert!(err.to_string().contains("subgraph"), "{err}");
 }
 
-/// Checks each file with `onnx.checker` (full), strict shape inference and an ONNX Runtime
-/// CPU session.
-const CHECK_SCRIPT: &str = r#"
-import sys
-import onnx
-import onnxruntime as ort
-failed = 0
-for path in sys.argv[1:]:
-    try:
-        model = onnx.load(path)
-        onnx.checker.check_model(model, full_check=True)
-        onnx.shape_inference.infer_shapes(model, strict_mode=True)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    except Exception as e:
-        failed += 1
-        print(f"{path}: {type(e).__name__}: {e}".replace("\n", " "))
-sys.exit(1 if failed else 0)
-"#;
-
 #[test]
 fn every_converted_tiny_model_passes_the_onnx_checker() {
-    if std::env::var("TRANSFUSE_SKIP_PYTHON_CHECKS").is_ok_and(|v| v == "1") {
-        eprintln!("TRANSFUSE_SKIP_PYTHON_CHECKS=1: ONNX checker test skipped");
-        return;
-    }
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let dir = std::env::temp_dir().join(format!("transfuse-float16-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut files = Vec::new();
-    for (name, path) in models() {
+    let converted = models().into_iter().map(|(name, path)| {
         let model = Model::load(&path).unwrap();
         let fused = optimize(&model, &OptimizeOptions::default()).unwrap().0;
-        let half = to_float16(&fused, &Float16Options::default()).unwrap().0;
-        let file = dir.join(format!("{name}.onnx"));
-        half.save(&file).unwrap();
-        files.push(file);
-    }
-    let result = Command::new(&python)
-        .arg("-c")
-        .arg(CHECK_SCRIPT)
-        .args(&files)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {python}: {e} (or set TRANSFUSE_SKIP_PYTHON_CHECKS=1)")
-        });
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        result.status.success(),
-        "fp16 models rejected:\n{}{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
+        (
+            name,
+            to_float16(&fused, &Float16Options::default()).unwrap().0,
+        )
+    });
+    check_models("fp16 models", converted, false);
 }

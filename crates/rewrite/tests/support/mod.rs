@@ -2,6 +2,8 @@
 //! fusion list, and parity through the reference interpreter.
 #![allow(dead_code, clippy::unwrap_used, clippy::panic)]
 
+pub mod python_checks;
+
 use std::collections::HashMap;
 
 use transfuse_interp::{Interpreter, Value};
