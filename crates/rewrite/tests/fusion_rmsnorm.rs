@@ -104,21 +104,21 @@ enum InputShape {
     None,
 }
 
+impl InputShape {
+    /// The declared shape of the inputs: `[batch, 3, 8]`, `[batch, 3, ?]` or none.
+    fn dims(self) -> Option<Vec<Dim>> {
+        let last = match self {
+            InputShape::Known => Dim::Known(8),
+            InputShape::LastDimUnknown => Dim::Unknown,
+            InputShape::None => return None,
+        };
+        Some(vec![Dim::Symbol("batch".into()), Dim::Known(3), last])
+    }
+}
+
 fn model_with(form: Form, input: InputShape) -> Model {
     let mut b = Builder::new(14);
-    let shape = match input {
-        InputShape::Known => Some(vec![
-            Dim::Symbol("batch".into()),
-            Dim::Known(3),
-            Dim::Known(8),
-        ]),
-        InputShape::LastDimUnknown => Some(vec![
-            Dim::Symbol("batch".into()),
-            Dim::Known(3),
-            Dim::Unknown,
-        ]),
-        InputShape::None => None,
-    };
+    let shape = input.dims();
     for name in ["x", "h"] {
         b.graph
             .inputs
@@ -404,19 +404,7 @@ fn tanh_gelu_with_a_product_cube_and_the_half_outside_fuses() {
 /// `gamma_len`, `beta` of length 8.
 fn layer_norm_model(input: InputShape, axis: i64, gamma_len: i64) -> Model {
     let mut b = Builder::new(14);
-    let shape = match input {
-        InputShape::Known => Some(vec![
-            Dim::Symbol("batch".into()),
-            Dim::Known(3),
-            Dim::Known(8),
-        ]),
-        InputShape::LastDimUnknown => Some(vec![
-            Dim::Symbol("batch".into()),
-            Dim::Known(3),
-            Dim::Unknown,
-        ]),
-        InputShape::None => None,
-    };
+    let shape = input.dims();
     b.graph
         .inputs
         .push(ValueInfo::tensor("x", DataType::Float, shape));

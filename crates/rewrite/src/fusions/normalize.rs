@@ -89,24 +89,15 @@ fn div_power_of_two_is_mul(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
         return None;
     }
     let k = scalar(eg, c)? as f32;
-    let (mantissa, _) = frexp(k)?;
-    if mantissa != 0.5 {
+    // A normal f32 with an all-zero mantissa field is ±2^e; its reciprocal 2^-e is exact
+    // when that is normal too.
+    let power_of_two = |v: f32| v.is_normal() && v.to_bits() & 0x007f_ffff == 0;
+    if !power_of_two(k) || !power_of_two(1.0 / k) {
         return None;
     }
     let rank = shape(eg, c)?.len();
     let r = add_f32(eg, vec![1; rank], &[1.0 / k]);
     Some(add_op(eg, OpNode::new("Mul", ""), vec![x, r]))
-}
-
-/// `k = m * 2^e` with `|m|` in [0.5, 1), for finite nonzero `k`; `m` is returned as `|m|`.
-fn frexp(k: f32) -> Option<(f32, i32)> {
-    if !k.is_normal() {
-        return None;
-    }
-    let bits = k.abs().to_bits();
-    let exponent = ((bits >> 23) & 0xff) as i32 - 126;
-    let mantissa = f32::from_bits((bits & 0x007f_ffff) | (126 << 23));
-    Some((mantissa, exponent))
 }
 
 /// `Pow(v, -0.5)` -> `Reciprocal(Sqrt(v))`, for a float `v` and a one-element exponent that
