@@ -377,6 +377,109 @@ fn nan_guard_keeps_its_semantics_for_overflow_and_nan_weights() {
     }
 }
 
+/// The op type producing what each NaN guard's `ReduceSum(t · 0)` reads as `t`: a
+/// normalization for the by-input form, the value projection (`Add`/`MatMul`) for the
+/// by-column form.
+fn guard_sources(model: &Model) -> Vec<String> {
+    let producer = |value: &str| {
+        model
+            .graph
+            .nodes
+            .iter()
+            .find(|n| n.outputs.iter().any(|o| o == value))
+    };
+    model
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == "ReduceSum")
+        .filter_map(|sum| producer(&sum.inputs[0]))
+        .filter(|zeroed| zeroed.op_type == "Mul")
+        .filter_map(|zeroed| zeroed.inputs.iter().find_map(|i| producer(i)))
+        .map(|n| n.op_type.clone())
+        .collect()
+}
+
+const GUARDED: [&str; 4] = [
+    "bert_sdpa_ts_op17",
+    "bert_sdpa_dynamo_op18",
+    "vit_sdpa_ts_op17",
+    "vit_sdpa_dynamo_op18",
+];
+
+/// The value projection's input is a layer norm's output with finite constants, so the guard
+/// reads that input (a per-batch 0 or NaN) and needs no separate value projection.
+#[test]
+fn nan_guard_reads_the_normalized_input_when_the_value_is_bounded() {
+    for name in GUARDED {
+        let original = tiny(name);
+        let out = fused(&original);
+        let sources = guard_sources(&out);
+        assert_eq!(sources.len(), 2, "{name}: {sources:?}");
+        assert!(
+            sources.iter().all(|s| s.ends_with("LayerNormalization")),
+            "{name}: {sources:?}"
+        );
+        // Two layers, four linears each (the value projection is only inside Attention).
+        assert_eq!(
+            count(&out, "MatMul") + count(&out, "Gemm"),
+            6 + usize::from(name.starts_with("vit")),
+            "{name}"
+        );
+    }
+}
+
+/// A value weight that can overflow leaves no bound: the guard keeps the by-column form.
+#[test]
+fn nan_guard_reads_the_value_when_its_weight_is_unbounded() {
+    let mut model = tiny("vit_sdpa_ts_op17");
+    poke(&mut model, "onnx::MatMul_314", 0, 0, 3.4e38);
+    let sources = guard_sources(&fused(&model));
+    assert_eq!(sources.len(), 2, "{sources:?}");
+    assert!(
+        sources.iter().any(|s| !s.ends_with("LayerNormalization")),
+        "the poisoned layer's guard must read its value projection: {sources:?}"
+    );
+}
+
+/// The by-input guard on inputs that make rows non-finite or fully masked: NaN and finite at
+/// the same positions as the original, and the same finite values.
+#[test]
+fn nan_guard_by_input_matches_the_original_on_non_finite_and_masked_inputs() {
+    for name in GUARDED {
+        let original = tiny(name);
+        let out = fused(&original);
+        let inputs = generate(&original, 2, 16, Padding::Right, 5);
+        let mut cases: Vec<(String, Vec<Tensor>)> = Vec::new();
+        if let Some(k) = inputs.iter().position(|t| t.name == "pixel_values") {
+            for poison in [f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 3.4e38] {
+                let mut changed = inputs.clone();
+                let t = &inputs[k];
+                let mut values = t.to_f32_vec().unwrap();
+                values[7] = poison;
+                changed[k] = Tensor::from_f32(&t.name, t.dims.clone(), &values);
+                cases.push((format!("pixel {poison}"), changed));
+            }
+        }
+        if let Some(k) = inputs.iter().position(|t| t.name == "attention_mask") {
+            // The second sequence fully masked.
+            let mut changed = inputs.clone();
+            let t = &inputs[k];
+            let mut values = t.to_i64_vec().unwrap();
+            let half = values.len() / 2;
+            values[half..].fill(0);
+            changed[k] = Tensor::from_i64(&t.name, t.dims.clone(), &values);
+            cases.push(("fully masked sequence".to_string(), changed));
+        }
+        assert!(!cases.is_empty(), "{name}");
+        for (what, case_inputs) in cases {
+            let expected = interpreter(&original, &case_inputs).unwrap();
+            let got = interpreter(&out, &case_inputs).unwrap();
+            same_results(&expected, &got).unwrap_or_else(|e| panic!("{name}, {what}: {e}"));
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Opsets.
 

@@ -23,6 +23,7 @@ mod key_padding;
 mod lift;
 mod mapping;
 mod mask;
+mod nan_guard;
 
 pub(crate) use diagnose::diagnose;
 

@@ -7,7 +7,7 @@
 //! as `attention_bias` expanded to `[B|1, N|1, S, T]` (ONNX Runtime rejects a broadcast query
 //! or key axis), dropped when it is provably all zeros. Where the
 //! original guards Softmax with `Where(IsNaN(P), 0, P)`, the fused graph keeps that guard's
-//! semantics exactly (see [`nan_guard`] and `docs/fusions.md`, "The NaN guard").
+//! semantics exactly (see `nan_guard.rs` and `docs/fusions.md`, "The NaN guard").
 
 use crate::rule::const_tensor;
 use std::sync::Arc;
@@ -17,13 +17,12 @@ use transfuse_ir::{DataType, MS_DOMAIN, Tensor};
 
 use super::canonical::{columns_in, contexts_in, head_splits, probs_in, scores_in};
 use super::mask::all_zero;
+use super::nan_guard;
 use crate::INTERNAL_DOMAIN;
 use crate::analysis::EGraph;
 use crate::error::RewriteError;
 use crate::lang::{AttrVal, F32Bits, Onnx, OpNode, TensorId};
-use crate::rule::{
-    Match, Rewrite, absent, add_f32, add_i64_vector, add_op, dtype, ops, rule, same, shape,
-};
+use crate::rule::{Match, Rewrite, absent, add_i64_vector, add_op, dtype, ops, rule, same, shape};
 use crate::symbolic::{Shape, SymDim};
 use crate::tensors::TensorOrigin;
 
@@ -238,6 +237,36 @@ fn projection(eg: &EGraph, core: &Core) -> Option<Projection> {
     })
 }
 
+/// The value projection's linear: the last third of a packed one, or the third linear.
+fn value_linear(eg: &EGraph, projection: &Projection) -> Option<nan_guard::ValueLinear> {
+    match *projection {
+        Projection::Packed {
+            x,
+            weight,
+            bias,
+            width,
+        } => {
+            let third = usize::try_from(width).ok()? / 3;
+            Some(nan_guard::ValueLinear {
+                x,
+                weight,
+                columns: 2 * third..3 * third,
+                bias,
+            })
+        }
+        Projection::Separate { x, parts } => {
+            let [_, _, v] = parts;
+            let cols = usize::try_from(*tensor_dims(eg, v.weight)?.get(1)?).ok()?;
+            Some(nan_guard::ValueLinear {
+                x,
+                weight: v.weight,
+                columns: 0..cols,
+                bias: v.bias,
+            })
+        }
+    }
+}
+
 /// The `[Hin, 3H]` weight and `[3H]` bias of a projection: used as they are for a packed
 /// linear (a zero bias made when there is none), packed from three linears otherwise.
 /// `None` when weight data is missing (skeleton models) or the pieces do not fit.
@@ -446,8 +475,9 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
         inputs
     };
     let mut fused = None;
+    let projection = projection(eg, &core);
     // Packed Attention; weights are copied only once every other condition holds.
-    if let Some(projection) = projection(eg, &core) {
+    if let Some(projection) = projection {
         let x = projection.input();
         // A key-padding mask goes in as a 2-D mask_index when that is exact (see
         // `raw_key_mask`), else as attention_bias.
@@ -500,44 +530,10 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
         None => multi_head()?,
     };
     if core.nan_guard {
-        let value = materialize(eg, core.value)?;
-        return nan_guard(eg, out, value);
+        let linear = projection.as_ref().and_then(|p| value_linear(eg, p));
+        return nan_guard::guard(eg, out, |eg| materialize(eg, core.value), linear.as_ref());
     }
     Some(out)
-}
-
-/// The exporter's `Where(IsNaN(P), 0, P)` after `P = Softmax(scores)`, kept in the fused
-/// graph: `Where(IsNaN(F), ReduceSum(V · 0, T axis), F)` after the fused output `F`.
-///
-/// Why this is exact (reference semantics, `docs/fusions.md`, "The NaN guard"): a Softmax
-/// row is either all finite or all NaN (any NaN or `+inf` score, or every score `-inf`,
-/// makes the whole row NaN; otherwise every `exp(x - max)` is in `[0, 1]` and the sum at
-/// least 1). Where the row is NaN the original multiplies a zero row by `V`, giving
-/// `Σ_t 0 · V[t, c]`: 0, or NaN where column `c` of `V` holds a non-finite value. That is the
-/// replacement. Where the row is finite, `F` is the original's `P · V`, and `F` is NaN there
-/// only if `V`'s column holds a non-finite value, where the replacement is NaN as well. So
-/// NaN stays NaN and finite stays finite, whether or not the bias can be `-inf`, the
-/// weights overflow or hold NaN; no finiteness of the inputs is assumed.
-fn nan_guard(eg: &mut EGraph, out: Id, value: Id) -> Option<Id> {
-    let zero = add_f32(eg, vec![], &[0.0]);
-    let zeroed = add_op(eg, OpNode::new("Mul", ""), vec![value, zero]);
-    let sum = OpNode::new("ReduceSum", "").with_attr("keepdims", AttrVal::Int(1));
-    let column_sum = if eg.analysis.onnx_opset.is_some_and(|v| v >= 13) {
-        let axes = add_i64_vector(eg, &[1]);
-        add_op(eg, sum, vec![zeroed, axes])
-    } else {
-        add_op(
-            eg,
-            sum.with_attr("axes", AttrVal::Ints(Arc::from(vec![1i64]))),
-            vec![zeroed],
-        )
-    };
-    let nan = add_op(eg, OpNode::new("IsNaN", ""), vec![out]);
-    Some(add_op(
-        eg,
-        OpNode::new("Where", ""),
-        vec![nan, column_sum, out],
-    ))
 }
 
 /// The mapping rule.
