@@ -643,6 +643,40 @@ mod tests {
     }
 
     #[test]
+    fn integer_inputs_take_each_model_s_declared_width() {
+        let model = tiny("bert_eager_ts_op14");
+        let mut narrow = model.clone();
+        for v in &mut narrow.graph.inputs {
+            if let Some(transfuse_ir::ValueType::Tensor { elem_type, .. }) = &mut v.ty {
+                *elem_type = DataType::Int32;
+            }
+        }
+        let ids = Tensor::from_i64("input_ids", vec![1, 3], &[0, -7, i64::from(i32::MAX)]);
+        let as_i32 = conform_inputs(&narrow, std::slice::from_ref(&ids), "c").expect("fits");
+        assert_eq!(as_i32[0].dtype, DataType::Int32);
+        assert_eq!(
+            as_i32[0].to_i64_vec().expect("ints"),
+            [0, -7, i64::from(i32::MAX)]
+        );
+        // Back to int64 for the original, and untouched where the types agree.
+        let back = conform_inputs(&model, &as_i32, "m").expect("widened");
+        assert_eq!(back[0], ids);
+        assert_eq!(conform_inputs(&model, &back, "m").expect("same")[0], ids);
+        // Not representable: an error naming the value, never a wrapped id.
+        let big = Tensor::from_i64("input_ids", vec![1], &[i64::from(i32::MAX) + 1]);
+        let err = conform_inputs(&narrow, &[big], "c")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("2147483648") && err.starts_with("c:"), "{err}");
+        // Tensors that are no input of the model pass through.
+        let other = Tensor::from_f32("not_an_input", vec![1], &[1.0]);
+        assert_eq!(
+            conform_inputs(&narrow, &[other.clone()], "c").expect("kept")[0],
+            other
+        );
+    }
+
+    #[test]
     fn test_data_directories_are_read_by_name() {
         let model = tiny("bert_eager_ts_op14");
         let dir = tiny_dir("bert_eager_ts_op14").join("test_data_set_0");
