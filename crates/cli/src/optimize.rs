@@ -179,7 +179,7 @@ pub fn run(args: Args) -> Result<()> {
         (verification, None)
     };
     let explanation = transfuse_rewrite::explain(&optimized);
-    if !fusions.is_empty() {
+    if !fusions.is_empty() || args.int32_inputs {
         // `--fusions none` writes the model exactly as loaded (a faithful baseline).
         mark_producer(&mut optimized, &model);
     }
