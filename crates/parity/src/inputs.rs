@@ -671,7 +671,7 @@ mod tests {
         // Tensors that are no input of the model pass through.
         let other = Tensor::from_f32("not_an_input", vec![1], &[1.0]);
         assert_eq!(
-            conform_inputs(&narrow, &[other.clone()], "c").expect("kept")[0],
+            conform_inputs(&narrow, std::slice::from_ref(&other), "c").expect("kept")[0],
             other
         );
     }

@@ -132,8 +132,8 @@ fn narrow(
     let mut needs_widened = false;
     let mut renames: HashMap<String, String> = HashMap::new();
     let mut retyped: HashMap<String, String> = HashMap::new();
-    for i in 0..graph.nodes.len() {
-        if removed[i] {
+    for (i, gone) in removed.iter_mut().enumerate() {
+        if *gone {
             continue;
         }
         let reads: Vec<usize> = (0..graph.nodes[i].inputs.len())
@@ -154,7 +154,7 @@ fn narrow(
                     node.inputs = vec![input.to_string()];
                 } else {
                     renames.insert(out_name, input.to_string());
-                    removed[i] = true;
+                    *gone = true;
                 }
             }
             (_, _, Some(_)) | (true, "Shape" | "Size", _) => {
