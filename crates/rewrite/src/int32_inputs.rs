@@ -26,7 +26,7 @@
 //! - `Equal`, `Less`, `Greater`, `LessOrEqual` and `GreaterOrEqual` need both operands of
 //!   one type: they read the input when the other operand is the input too, or an int64
 //!   constant (initializer or `Constant`) whose values all fit in int32, which is replaced by
-//!   an int32 copy (exact).
+//!   an int32 copy (exact); the int64 constant goes when nothing else reads it.
 //! - Every other reader reads the shared `Cast(to=INT64)`.
 //!
 //! Casts of the input to the same type are merged afterwards. A graph with subgraphs is
@@ -248,9 +248,9 @@ fn narrow(
             outputs.contains(constant) || graph.nodes.iter().any(|n| n.inputs.contains(constant));
         if !read {
             graph.initializers.shift_remove(constant);
-            graph
-                .nodes
-                .retain(|n| !(n.op_type == "Constant" && n.outputs.first() == Some(constant)));
+            graph.nodes.retain(|n| {
+                !(n.op_type == "Constant" && n.is_onnx() && n.outputs.first() == Some(constant))
+            });
             gone.insert(constant.clone());
         }
     }
