@@ -67,6 +67,11 @@ pub struct Flags {
     /// in f32. Verified against the original with the fp16 tolerance (atol = rtol = 1e-2).
     #[arg(long)]
     pub float16: bool,
+    /// Declare the int64 inputs (token ids, token types, positions, masks) int32, as ONNX
+    /// Runtime's fused kernels read them, and remove the casts that become no-ops. The model
+    /// then takes int32 inputs; ids beyond 2^31 are not supported.
+    #[arg(long)]
+    pub int32_inputs: bool,
     /// Accepted for scripts written for ONNX Runtime's optimizer and ignored: the structure
     /// is detected from the graph.
     #[arg(long, value_name = "TYPE")]
@@ -139,6 +144,7 @@ pub fn run(args: Args) -> Result<()> {
         fusions: fusions.clone(),
         fixed_shapes: fixed_shapes.clone(),
         attention_op,
+        int32_inputs: args.int32_inputs,
         ..OptimizeOptions::default()
     };
     let (mut optimized, report) = transfuse_rewrite::optimize(&model, &options)
@@ -173,7 +179,7 @@ pub fn run(args: Args) -> Result<()> {
         (verification, None)
     };
     let explanation = transfuse_rewrite::explain(&optimized);
-    if !fusions.is_empty() {
+    if !fusions.is_empty() || args.int32_inputs {
         // `--fusions none` writes the model exactly as loaded (a faithful baseline).
         mark_producer(&mut optimized, &model);
     }
@@ -241,6 +247,20 @@ pub fn run(args: Args) -> Result<()> {
         start.elapsed().as_secs_f64() * 1e3,
     );
     let _ = writeln!(text, "  fused/found: {}", explanation.summary());
+    if let Some(n) = &report.int32_inputs {
+        let _ = writeln!(
+            text,
+            "  int32 inputs: {} narrowed{}, {} casts removed, {} added",
+            n.narrowed.len(),
+            if n.narrowed.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", n.narrowed.join(", "))
+            },
+            n.casts_removed,
+            n.casts_added
+        );
+    }
     if let Some(f) = &float16 {
         let _ = writeln!(
             text,

@@ -5,7 +5,9 @@
 //!
 //! Inputs: text models run on one batch of sequence [`SEQ`] whose rows carry right, left
 //! and hole padding (a model whose input shapes are fixed runs at them, once per padding
-//! pattern); other models (images) run on inputs at their size. NaN matches NaN and
+//! pattern); other models (images) run on inputs at their size. Inputs are generated from
+//! the original's signature; the optimized model gets the same values at its own declared
+//! integer widths (int32 after `--int32-inputs`). NaN matches NaN and
 //! equal infinities match. Scaling the inputs is no overflow test for attention (the
 //! normalization before it undoes any scale, and a decomposed LayerNorm overflows where the
 //! fused one does not), so the overflow cases of attention are covered by the rewrite

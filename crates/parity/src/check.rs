@@ -11,7 +11,7 @@ use crate::compare::{
 use crate::engine::{Runtime, prepare};
 use crate::error::{ParityError, Result};
 use crate::inputs::{
-    InputRole, InputSpec, Padding, classify_inputs, generate_inputs, read_test_data,
+    InputRole, InputSpec, Padding, classify_inputs, conform_inputs, generate_inputs, read_test_data,
 };
 use crate::report::{Divergence, Report, RunTimes, producer};
 
@@ -160,8 +160,10 @@ pub fn check_subjects(
     };
     let runtime = &options.runtime;
     let model_label = label(&model, "model");
+    // One set of values; each model gets them at its declared integer widths.
+    let model_inputs = conform_inputs(model.model, &inputs, &model_label)?;
     let mut model_engine = prepare(runtime, model.model, model.path, &model_label)?;
-    let (model_outputs, model_time) = model_engine.run(&inputs)?;
+    let (model_outputs, model_time) = model_engine.run(&model_inputs)?;
 
     let Some(candidate) = candidate else {
         let outputs = compare_outputs(&model_outputs, &expected, options.tolerance)?;
@@ -180,8 +182,9 @@ pub fn check_subjects(
         });
     };
     let candidate_label = label(&candidate, "candidate");
+    let candidate_inputs = conform_inputs(candidate.model, &inputs, &candidate_label)?;
     let mut candidate_engine = prepare(runtime, candidate.model, candidate.path, &candidate_label)?;
-    let (candidate_outputs, candidate_time) = candidate_engine.run(&inputs)?;
+    let (candidate_outputs, candidate_time) = candidate_engine.run(&candidate_inputs)?;
     let outputs = compare_outputs(&candidate_outputs, &model_outputs, options.tolerance)?;
     let pass = outputs.iter().all(|o| o.pass);
     let mut report = Report {
@@ -201,11 +204,11 @@ pub fn check_subjects(
         let shared = shared_intermediates(model.model, candidate.model);
         // One session at a time: large models do not fit twice.
         drop(model_engine);
-        let model_values =
-            prepare(runtime, model.model, model.path, &model_label)?.capture(&inputs, &shared)?;
+        let model_values = prepare(runtime, model.model, model.path, &model_label)?
+            .capture(&model_inputs, &shared)?;
         drop(candidate_engine);
         let candidate_values = prepare(runtime, candidate.model, candidate.path, &candidate_label)?
-            .capture(&inputs, &shared)?;
+            .capture(&candidate_inputs, &shared)?;
         report.shared_values_compared = Some(
             shared
                 .iter()

@@ -18,6 +18,15 @@ pub enum ParityError {
     /// Inputs could not be generated from the model's input signature.
     #[error("cannot generate inputs: {0}")]
     Generate(String),
+    /// A given or generated input does not fit a model's declared input type (a float
+    /// tensor for an integer input, or an integer value outside the declared width).
+    #[error("{model}: {problem}")]
+    InputType {
+        /// Which model (`model` or `candidate`, or a file name).
+        model: String,
+        /// What does not fit.
+        problem: String,
+    },
     /// A test-data directory is incomplete or does not fit the model.
     #[error("test data in {dir}: {problem}")]
     TestData {

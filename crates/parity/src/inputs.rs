@@ -350,6 +350,69 @@ fn tensor_of(name: &str, dtype: DataType, dims: &[usize], values: &[f64]) -> Res
     })
 }
 
+/// The integer types [`conform_inputs`] converts between.
+fn is_integer(dtype: DataType) -> bool {
+    use DataType as D;
+    matches!(
+        dtype,
+        D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::Uint8 | D::Uint16 | D::Uint32
+    )
+}
+
+/// `inputs` as `model` declares them: a tensor of another integer width than its graph
+/// input declares is converted to the declared int32 or int64, value by value (an int64
+/// original and its int32 candidate, `optimize --int32-inputs`, then run on the same values);
+/// a value outside the declared width, or a float tensor for an integer input (or the
+/// reverse), is an error ([`ParityError::InputType`], naming `label`). Tensors of the
+/// declared type, and tensors the model declares no tensor type for, are kept as they are.
+pub fn conform_inputs(model: &Model, inputs: &[Tensor], label: &str) -> Result<Vec<Tensor>> {
+    let error = |problem: String| ParityError::InputType {
+        model: label.to_string(),
+        problem,
+    };
+    inputs
+        .iter()
+        .map(|t| {
+            let declared = model
+                .graph
+                .inputs
+                .iter()
+                .find(|v| v.name == t.name)
+                .and_then(|v| v.elem_type());
+            let Some(declared) = declared.filter(|d| *d != t.dtype) else {
+                return Ok(t.clone());
+            };
+            if !(is_integer(declared) && is_integer(t.dtype)) {
+                return Err(error(format!(
+                    "input '{}' is {} but the model declares {}",
+                    t.name, t.dtype, declared
+                )));
+            }
+            let values = t.to_i64_vec().map_err(|e| error(e.to_string()))?;
+            let out_of_range = |v: &i64| {
+                error(format!(
+                    "input '{}' holds {v}, which does not fit the declared {declared}",
+                    t.name
+                ))
+            };
+            match declared {
+                DataType::Int64 => Ok(Tensor::from_i64(&t.name, t.dims.clone(), &values)),
+                DataType::Int32 => {
+                    let narrow = values
+                        .iter()
+                        .map(|v| i32::try_from(*v).map_err(|_| out_of_range(v)))
+                        .collect::<Result<Vec<i32>>>()?;
+                    Ok(Tensor::from_i32(&t.name, t.dims.clone(), &narrow))
+                }
+                other => Err(error(format!(
+                    "input '{}' is {} but the model declares {other}, which parity does not convert to",
+                    t.name, t.dtype
+                ))),
+            }
+        })
+        .collect()
+}
+
 /// Test data read from a directory in the ONNX backend-test layout.
 #[derive(Debug)]
 pub struct TestData {
@@ -576,6 +639,40 @@ mod tests {
         assert!(
             mean.abs() < 0.1 && (var - 1.0).abs() < 0.1,
             "mean {mean}, variance {var}"
+        );
+    }
+
+    #[test]
+    fn integer_inputs_take_each_model_s_declared_width() {
+        let model = tiny("bert_eager_ts_op14");
+        let mut narrow = model.clone();
+        for v in &mut narrow.graph.inputs {
+            if let Some(transfuse_ir::ValueType::Tensor { elem_type, .. }) = &mut v.ty {
+                *elem_type = DataType::Int32;
+            }
+        }
+        let ids = Tensor::from_i64("input_ids", vec![1, 3], &[0, -7, i64::from(i32::MAX)]);
+        let as_i32 = conform_inputs(&narrow, std::slice::from_ref(&ids), "c").expect("fits");
+        assert_eq!(as_i32[0].dtype, DataType::Int32);
+        assert_eq!(
+            as_i32[0].to_i64_vec().expect("ints"),
+            [0, -7, i64::from(i32::MAX)]
+        );
+        // Back to int64 for the original, and untouched where the types agree.
+        let back = conform_inputs(&model, &as_i32, "m").expect("widened");
+        assert_eq!(back[0], ids);
+        assert_eq!(conform_inputs(&model, &back, "m").expect("same")[0], ids);
+        // Not representable: an error naming the value, never a wrapped id.
+        let big = Tensor::from_i64("input_ids", vec![1], &[i64::from(i32::MAX) + 1]);
+        let err = conform_inputs(&narrow, &[big], "c")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("2147483648") && err.starts_with("c:"), "{err}");
+        // Tensors that are no input of the model pass through.
+        let other = Tensor::from_f32("not_an_input", vec![1], &[1.0]);
+        assert_eq!(
+            conform_inputs(&narrow, std::slice::from_ref(&other), "c").expect("kept")[0],
+            other
         );
     }
 

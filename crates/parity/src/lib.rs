@@ -52,7 +52,8 @@ pub use compare::{
 pub use engine::{Engine, Runtime, RuntimeKind, prepare, run_model};
 pub use error::{ParityError, Result};
 pub use inputs::{
-    InputSpec, Padding, generate_inputs, generate_inputs_with_symbols, mask_row, read_test_data,
+    InputSpec, Padding, conform_inputs, generate_inputs, generate_inputs_with_symbols, mask_row,
+    read_test_data,
 };
 pub use reference::ReferenceEngine;
 pub use report::{Divergence, Report, RunTimes};

@@ -182,3 +182,90 @@ fn the_json_report_has_the_documented_fields() {
     assert_eq!(json["outputs"][0]["pass"], true);
     assert!(json["run_ms"]["model"].is_f64() && json["run_ms"]["candidate"].is_f64());
 }
+
+/// `model` with every int64 input declared int32 and widened back by one `Cast` at the
+/// start: the same function on int32-range values.
+fn int32_candidate(model: &Model) -> Model {
+    let mut candidate = model.clone();
+    let graph = &mut candidate.graph;
+    let mut casts = Vec::new();
+    for input in graph
+        .inputs
+        .iter_mut()
+        .filter(|v| v.elem_type() == Some(transfuse_ir::DataType::Int64))
+    {
+        let wide = format!("{}_wide", input.name);
+        casts.push(
+            transfuse_ir::Node::new("Cast", "", vec![input.name.clone()], vec![wide.clone()])
+                .with_attr("to", transfuse_ir::AttrValue::Int(7)),
+        );
+        if let Some(transfuse_ir::ValueType::Tensor { elem_type, .. }) = &mut input.ty {
+            *elem_type = transfuse_ir::DataType::Int32;
+        }
+        for node in &mut graph.nodes {
+            for v in node.inputs.iter_mut().filter(|v| **v == input.name) {
+                *v = wide.clone();
+            }
+        }
+    }
+    assert!(!casts.is_empty(), "no int64 input");
+    casts.append(&mut graph.nodes);
+    graph.nodes = casts;
+    graph.check().expect("valid candidate");
+    candidate
+}
+
+fn check_an_int32_candidate_of_an_int64_model(runtime: RuntimeKind) {
+    let path = tiny("bert_eager_ts_op14.onnx");
+    let model = Model::load(&path).expect("model");
+    let candidate = int32_candidate(&model);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let candidate_path = dir.path().join("candidate.onnx");
+    candidate.save(&candidate_path).expect("save");
+    let mut opts = options(runtime);
+    opts.tolerance = Tolerance::EXACT;
+    // Generated from either model's signature, given, or read from a directory: each model
+    // gets the same values at its own width.
+    let report = check_files(&path, Some(&candidate_path), &opts).expect("check");
+    assert!(report.pass, "{runtime}: {report:?}");
+    let reverse = check_files(&candidate_path, Some(&path), &opts).expect("check");
+    assert!(reverse.pass, "{runtime}: {reverse:?}");
+    opts.inputs = InputSource::Directory(tiny("bert_eager_ts_op14").join("test_data_set_0"));
+    let report = check_files(&path, Some(&candidate_path), &opts).expect("check");
+    assert!(report.pass, "{runtime}: {report:?}");
+}
+
+#[test]
+fn an_int32_candidate_of_an_int64_model_gets_the_same_values_through_ort() {
+    check_an_int32_candidate_of_an_int64_model(RuntimeKind::Ort);
+}
+
+#[test]
+fn an_int32_candidate_of_an_int64_model_gets_the_same_values_through_the_interpreter() {
+    check_an_int32_candidate_of_an_int64_model(RuntimeKind::Reference);
+}
+
+#[test]
+fn a_float_input_for_an_integer_one_is_an_error() {
+    let path = tiny("bert_eager_ts_op14.onnx");
+    let model = Model::load(&path).expect("model");
+    let mut opts = options(RuntimeKind::Reference);
+    let mut inputs = transfuse_parity::generate_inputs(
+        &model,
+        &InputSpec {
+            batch: 1,
+            seq: 4,
+            seed: 0,
+            padding: Padding::None,
+        },
+    )
+    .expect("inputs");
+    inputs[0] = Tensor::from_f32(&inputs[0].name, inputs[0].dims.clone(), &[1.0; 4]);
+    opts.inputs = InputSource::Given(inputs);
+    let err = transfuse_parity::check(&model, &model, &opts).unwrap_err();
+    assert!(
+        matches!(err, transfuse_parity::ParityError::InputType { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("input_ids"), "{err}");
+}

@@ -73,6 +73,9 @@ pub enum RewriteError {
     /// [`to_float16`](crate::to_float16) cannot convert this model.
     #[error("cannot convert to float16: {0}")]
     Float16(String),
+    /// [`narrow_int64_inputs`](crate::narrow_int64_inputs) cannot narrow this model.
+    #[error("cannot narrow the inputs to int32: {0}")]
+    Int32Inputs(String),
     /// The rewritten graph failed the IR's checks.
     #[error("the rewritten graph is invalid: {0}")]
     InvalidGraph(#[from] transfuse_ir::IrError),

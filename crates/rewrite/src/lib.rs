@@ -40,6 +40,8 @@
 //! - [`Report`]: op counts before and after, and the fused ops the run created.
 //! - [`to_float16`] ([`float16`]): weights and activations to fp16 after fusion, the
 //!   signature kept with one `Cast` per float boundary, ONNX Runtime's op block list in f32.
+//! - [`int32_inputs`]: with `OptimizeOptions::int32_inputs`, the int64 graph inputs (ids,
+//!   masks) become int32 after fusion, and the casts that become no-ops are removed.
 //! - [`explain()`]: the sites left unfused in an optimized graph, each with the closest rule
 //!   and the first failing condition, and found/fused counts per family.
 //!
@@ -85,6 +87,7 @@ pub mod float16;
 pub mod fusions;
 mod import;
 mod infer;
+pub mod int32_inputs;
 pub mod lang;
 mod lower;
 pub mod opset;
@@ -107,6 +110,7 @@ pub use explain::{Explanation, FamilyCoverage, UnfusedSite, explain};
 pub use fixed_shapes::{FixedShape, FixedShapes, FixedShapesError, ResolvedShapes};
 pub use float16::{Float16Options, Float16Report, to_float16};
 pub use fusions::{FUSIONS, Fusion};
+pub use int32_inputs::{Int32InputsReport, narrow_int64_inputs};
 pub use lang::{AttrVal, INTERNAL_DOMAIN, Onnx, OpNode, TensorId};
 pub use lower::{MAX_FOLDED_ELEMENTS, MAX_FOLDED_INDEX_ELEMENTS};
 pub use options::{AttentionOp, FusionSet, OptimizeOptions, RunnerLimits};
@@ -127,12 +131,21 @@ pub mod testing {
 /// graph that violates the IR's invariants or a bug in a rule; a fusion whose conditions do
 /// not hold simply does not apply. The output is valid at the opset it
 /// imports (raised to 17 for `LayerNormalization` only where every op means the same).
+/// With `int32_inputs`, the int64 inputs are narrowed last ([`narrow_int64_inputs`]).
 pub fn optimize(model: &Model, options: &OptimizeOptions) -> Result<(Model, Report), RewriteError> {
-    if options.fixed_shapes.is_empty() {
-        return opset::optimize(model, options, optimize_at_model_opset);
+    let (out, mut report) = if options.fixed_shapes.is_empty() {
+        opset::optimize(model, options, optimize_at_model_opset)?
+    } else {
+        let fixed = options.fixed_shapes.apply(model)?;
+        opset::optimize(&fixed, options, optimize_at_model_opset)?
+    };
+    if !options.int32_inputs {
+        return Ok((out, report));
     }
-    let fixed = options.fixed_shapes.apply(model)?;
-    opset::optimize(&fixed, options, optimize_at_model_opset)
+    let (narrowed, narrowing) = narrow_int64_inputs(&out)?;
+    report.count_ops(&model.graph, &narrowed.graph);
+    report.int32_inputs = Some(narrowing);
+    Ok((narrowed, report))
 }
 
 /// [`optimize`] without the opset handling.

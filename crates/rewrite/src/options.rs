@@ -218,6 +218,10 @@ pub struct OptimizeOptions {
     /// any are, every shape computation they determine is folded to constants after
     /// lowering. Empty by default (see [`crate::FixedShapes`]).
     pub fixed_shapes: crate::fixed_shapes::FixedShapes,
+    /// Declare the int64 graph inputs (token ids, token types, positions, masks) int32 in
+    /// the output and remove the casts that become no-ops (see [`crate::int32_inputs`]).
+    /// The output then computes the same only for values that fit in int32.
+    pub int32_inputs: bool,
     /// Rules run besides the enabled fusions' (tests use it to show that verification
     /// catches a rule that is wrong on purpose). Their fused ops are extracted only where an
     /// enabled fusion emits the same op.

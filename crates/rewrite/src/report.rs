@@ -56,6 +56,10 @@ pub struct Report {
     pub egraph: EGraphReport,
     /// Each rule that ran and how many times it changed the e-graph.
     pub rules: BTreeMap<String, usize>,
+    /// The inputs narrowed to int32 and the casts removed, with
+    /// [`OptimizeOptions::int32_inputs`](crate::OptimizeOptions::int32_inputs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub int32_inputs: Option<crate::int32_inputs::Int32InputsReport>,
 }
 
 impl Report {
