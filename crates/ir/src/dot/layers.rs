@@ -1,24 +1,5 @@
-//! Which layer each node belongs to, read from the names exporters give nodes.
-//!
-//! A node's module path comes from torch dynamo's `pkg.torch.onnx.name_scopes` metadata
-//! (its deepest scope, `m.encoder.layer.3.attention`) or else from its name up to the last
-//! `/` (TorchScript: `/m/encoder/layer.3/attention/self/MatMul`). The layer is the path up
-//! to its first component that is a number: `layer.3`, `blocks.7`, `h.2`, `layers/0`, and for
-//! T5's `block.0/layer.1` the whole `block.0`. A path with no number is outside every layer
-//! (embeddings, pooler, classifier).
-//!
-//! A node whose name has no path (`Constant_7`, or a node a fusion created) but whose
-//! output keeps an original value name takes that value's path (TorchScript names values
-//! after their producers: `/m/encoder/layer.0/output/LayerNorm/..._output_0`).
-//!
-//! Nodes with no path at all (`node_MatMul_12` without metadata, fused nodes with new
-//! output names) take the place of their nearest placed neighbours: in rounds, each such
-//! node next to placed nodes (readers of its outputs, producers of its inputs, graph inputs
-//! and outputs, which count as outside every layer) takes the layer most of them are in; a
-//! tie goes to a layer before "outside", and between layers to the one met first, readers
-//! before producers. Readers come first because a value with a new name is an intermediate
-//! of a rewritten block, read inside that block, while inputs can come from the block
-//! before (the residual stream).
+//! Which layer each node belongs to, read from the names exporters give nodes (see
+//! [`Layers`]).
 
 use std::collections::HashMap;
 
@@ -27,7 +8,27 @@ use crate::graph::{Graph, Node};
 /// The metadata key under which torch's dynamo exporter lists a node's module scopes.
 pub(super) const NAME_SCOPES: &str = "pkg.torch.onnx.name_scopes";
 
-/// The layer of each node of a graph (see the module documentation for how it is read).
+/// The layer of each node of a graph, read from names.
+///
+/// A node's module path comes from torch dynamo's `pkg.torch.onnx.name_scopes` metadata
+/// (its deepest scope, `m.encoder.layer.3.attention`) or else from its name up to the last
+/// `/` (TorchScript: `/m/encoder/layer.3/attention/self/MatMul`). The layer is the path up
+/// to its first component that is a number: `layer.3`, `blocks.7`, `h.2`, `layers/0`, and for
+/// T5's `block.0/layer.1` the whole `block.0`. A path with no number is outside every layer
+/// (embeddings, pooler, classifier).
+///
+/// A node whose name has no path (`Constant_7`, or a node a fusion created) but whose
+/// output keeps an original value name takes that value's path (TorchScript names values
+/// after their producers: `/m/encoder/layer.0/output/LayerNorm/..._output_0`).
+///
+/// Nodes with no path at all (`node_MatMul_12` without metadata, fused nodes with new
+/// output names) take the place of their nearest placed neighbours: in rounds, each such
+/// node next to placed nodes (readers of its outputs, producers of its inputs, graph inputs
+/// and outputs, which count as outside every layer) takes the layer most of them are in; a
+/// tie goes to a layer before "outside", and between layers to the one met first, readers
+/// before producers. Readers come first because a value with a new name is an intermediate
+/// of a rewritten block, read inside that block, while inputs can come from the block
+/// before (the residual stream).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Layers {
     /// Layer keys in order of first appearance: the module path up to its first number
@@ -171,7 +172,7 @@ impl Graph {
     }
 }
 
-/// Places every `Unknown` node reachable from placed ones (see the module documentation).
+/// Places every `Unknown` node reachable from placed ones (see [`Layers`]).
 /// Each node is looked at once at the start and once more after a neighbour is placed, so
 /// the work is linear in the number of edges.
 fn place_by_neighbours(graph: &Graph, place: &mut [Place]) {
