@@ -2,7 +2,7 @@
 //! other front ends (the workspace's `cargo xtask`) call [`optimize::run`] and
 //! [`parity::run`] directly.
 //!
-//! - `transfuse optimize MODEL [-o OUT|-] [--fusions LIST] [--report FILE|-] [--dot FILE]`
+//! - `transfuse optimize MODEL [-o OUT|-] [--fusions LIST] [--report FILE|-] [--dot FILE [--dot-full]] ...`
 //! - `transfuse parity MODEL [CANDIDATE] [--inputs DIR] [--runtime reference|ort] ...`
 //!
 //! Both print a human-readable summary and return an error on failure; [`exit_code`] maps

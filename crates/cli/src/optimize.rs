@@ -45,9 +45,14 @@ pub struct Flags {
     /// Write a JSON report here, `-` for stdout (the summary then goes to stderr).
     #[arg(long, allow_hyphen_values = true)]
     pub report: Option<PathBuf>,
-    /// Write a Graphviz view of the optimized graph here.
+    /// Write a Graphviz view of the optimized graph here, nodes grouped by layer (a graph of
+    /// more than 64 nodes shows each layer as one box); also rendered to SVG beside it
+    /// when Graphviz's `dot` is installed.
     #[arg(long)]
     pub dot: Option<PathBuf>,
+    /// Draw every node in the --dot view, however large the graph.
+    #[arg(long, requires = "dot")]
+    pub dot_full: bool,
     /// List every attention, norm and GELU site left unfused, with the closest rule and the
     /// first condition that failed (the report's `unfused` list has them in any case).
     #[arg(long)]
@@ -206,7 +211,15 @@ pub fn run(args: Args) -> Result<()> {
     }
     let report_json =
         serde_json::to_string_pretty(&report_value).context("serializing the report")? + "\n";
-    let dot = args.dot.as_ref().map(|_| optimized.graph.to_dot());
+    let dot_options = if args.dot_full {
+        transfuse_ir::DotOptions::full()
+    } else {
+        transfuse_ir::DotOptions::default()
+    };
+    let dot = args
+        .dot
+        .as_ref()
+        .map(|_| optimized.graph.to_dot_with(&dot_options));
 
     // The model first (staged and renamed into place by the IR), then the small files; if
     // one of those fails, the files already written are removed.
@@ -238,6 +251,9 @@ pub fn run(args: Args) -> Result<()> {
             let _ = std::fs::remove_file(path);
         }
         return Err(e);
+    }
+    if let Some(path) = &args.dot {
+        render_svg(path, &printer)?;
     }
     let mut text = summary(
         &report,
@@ -336,6 +352,51 @@ fn plain(e: &std::io::Error) -> String {
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     transfuse_ir::write_file_atomically(path, bytes)
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Renders the Graphviz view at `path` to an SVG beside it with Graphviz's `dot` when it is
+/// installed (a failure is a warning: the view itself is written), else says how to.
+fn render_svg(path: &Path, printer: &Printer) -> Result<()> {
+    let mut svg = path.with_extension("svg");
+    if svg == path {
+        svg = PathBuf::from(format!("{}.svg", path.display()));
+    }
+    let rendered = std::process::Command::new("dot")
+        .arg("-Tsvg")
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .output();
+    let failure = match rendered {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return printer.note(&format!(
+                "Graphviz is not installed: render the view with `dot -Tsvg {} -o {}` (Graphviz is in most package managers)",
+                path.display(),
+                svg.display()
+            ));
+        }
+        Err(e) => format!("cannot run dot: {}", plain(&e)),
+        Ok(out) if !out.status.success() || out.stdout.is_empty() => format!(
+            "dot failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Ok(out) => match transfuse_ir::write_file_atomically(&svg, &out.stdout) {
+            Ok(()) => return Ok(()),
+            Err(e) => format!("writing {}: {e}", svg.display()),
+        },
+    };
+    if !printer.quiet {
+        // A closed stderr is not worth failing for.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr().lock(),
+            format!(
+                "warning: {} was not rendered to SVG: {failure}\n",
+                path.display()
+            )
+            .as_bytes(),
+        );
+    }
+    Ok(())
 }
 
 /// Names transfuse as the producer and keeps the original producer in `metadata_props`.

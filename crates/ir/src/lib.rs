@@ -29,7 +29,7 @@ mod tensor;
 pub mod wire;
 
 pub use convert::{graph_from_proto, graph_to_proto, tensor_from_proto, tensor_to_proto};
-pub use dot::FUSED_FILL;
+pub use dot::{DEFAULT_COLLAPSE_ABOVE, DotOptions, FUSED_FILL, Layers, layer_of_path};
 pub use dtype::DataType;
 pub use error::{IrError, Result};
 pub use graph::{AttrValue, Attribute, Dim, Graph, Node, ValueInfo, ValueType};
