@@ -164,10 +164,12 @@ pub fn saved_section() -> Result<String> {
                 .with_context(|| format!("{} is not a GPU result file", file.display()))?,
         );
     }
+    let torch: Vec<serde_json::Value> = runs.iter().flat_map(|r| r.torch.clone()).collect();
+    let followups = super::gpu_followup::saved_section(&dir, &torch)?;
     Ok(if runs.is_empty() {
-        String::new()
+        followups
     } else {
-        format!("\n{}", render(&runs, &[]))
+        format!("\n{}{followups}", render(&runs, &[]))
     })
 }
 

@@ -52,13 +52,13 @@ fn cell(row: Option<&GpuRow>, notes: &mut Notes) -> String {
 }
 
 /// The PyTorch case a model's shape corresponds to (`bert`, 128) or (`vit`, none).
-fn torch_case(model: &str, shape: &str) -> (String, Option<u64>) {
+pub(crate) fn torch_case(model: &str, shape: &str) -> (String, Option<u64>) {
     let kind = if model.contains("vit") { "vit" } else { "bert" };
     let seq = shape.strip_prefix("seq ").and_then(|s| s.parse().ok());
     (kind.to_string(), seq)
 }
 
-fn torch_ms(
+pub(crate) fn torch_ms(
     torch: &[Value],
     device: &str,
     case: &(String, Option<u64>),

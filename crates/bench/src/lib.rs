@@ -27,6 +27,7 @@ mod case;
 mod chart;
 mod fp16_report;
 mod gpu;
+mod gpu_followup;
 mod gpu_report;
 mod latency;
 pub mod models;

@@ -237,8 +237,9 @@ fn projection(eg: &EGraph, core: &Core) -> Option<Projection> {
     })
 }
 
-/// The value projection's linear: the last third of a packed one, or the third linear.
-fn value_linear(eg: &EGraph, projection: &Projection) -> Option<nan_guard::ValueLinear> {
+/// The Q, K and V linears of a projection, as column ranges: the thirds of a packed one, or
+/// the three linears.
+fn projections(eg: &EGraph, projection: &Projection) -> Option<nan_guard::Projections> {
     match *projection {
         Projection::Packed {
             x,
@@ -247,21 +248,32 @@ fn value_linear(eg: &EGraph, projection: &Projection) -> Option<nan_guard::Value
             width,
         } => {
             let third = usize::try_from(width).ok()? / 3;
-            Some(nan_guard::ValueLinear {
-                x,
+            let part = |k: usize| nan_guard::Columns {
                 weight,
-                columns: 2 * third..3 * third,
+                columns: k * third..(k + 1) * third,
                 bias,
+            };
+            Some(nan_guard::Projections {
+                x,
+                query: part(0),
+                key: part(1),
+                value: part(2),
             })
         }
         Projection::Separate { x, parts } => {
-            let [_, _, v] = parts;
-            let cols = usize::try_from(*tensor_dims(eg, v.weight)?.get(1)?).ok()?;
-            Some(nan_guard::ValueLinear {
+            let part = |l: &Linear| -> Option<nan_guard::Columns> {
+                let cols = usize::try_from(*tensor_dims(eg, l.weight)?.get(1)?).ok()?;
+                Some(nan_guard::Columns {
+                    weight: l.weight,
+                    columns: 0..cols,
+                    bias: l.bias,
+                })
+            };
+            Some(nan_guard::Projections {
                 x,
-                weight: v.weight,
-                columns: 0..cols,
-                bias: v.bias,
+                query: part(&parts[0])?,
+                key: part(&parts[1])?,
+                value: part(&parts[2])?,
             })
         }
     }
@@ -530,8 +542,16 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
         None => multi_head()?,
     };
     if core.nan_guard {
-        let linear = projection.as_ref().and_then(|p| value_linear(eg, p));
-        return nan_guard::guard(eg, out, |eg| materialize(eg, core.value), linear.as_ref());
+        let linears = projection.as_ref().and_then(|p| projections(eg, p));
+        let unbiased = is_absent(eg, core.bias) || all_zero(eg, core.bias);
+        return nan_guard::guard(
+            eg,
+            out,
+            |eg| materialize(eg, core.value),
+            linears.as_ref(),
+            unbiased,
+            core.scale,
+        );
     }
     Some(out)
 }

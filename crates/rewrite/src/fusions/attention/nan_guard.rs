@@ -1,12 +1,14 @@
 //! The exporter's NaN guard, `Where(IsNaN(P), 0, P)` after `P = Softmax(scores)`, kept in
 //! the fused graph after the fused output `F` (`docs/fusions.md`, "The NaN guard").
 //!
-//! Two exact forms:
+//! Three exact forms, the cheapest that is proven:
+//! - **none** (no bias, and the projections' input `x` bounded so that scores and `V` cannot
+//!   overflow): the guard is the identity, see [`guard_is_identity`].
+//! - **by input** (`x` bounded so that `V` cannot overflow): `Where(IsNaN(F), ReduceSum(x · 0,
+//!   [1, 2]), F)`, a per-batch 0 or NaN read from `x` itself, with no projection at all.
+//!   [`bounded_input`] states when it applies and why it is exact.
 //! - **by column** (always applicable): `Where(IsNaN(F), ReduceSum(V · 0, T axis), F)`. It
 //!   needs `V` as a value, so packed `Attention` pays for the value projection once more.
-//! - **by input** (when the value projection's input `x` is provably bounded): `Where(IsNaN(F),
-//!   ReduceSum(x · 0, [1, 2]), F)`, a per-batch 0 or NaN read from `x` itself, with no
-//!   projection at all. [`bounded_input`] states when it applies and why it is exact.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -18,26 +20,41 @@ use crate::analysis::EGraph;
 use crate::lang::{AttrVal, Onnx, OpNode, TensorId};
 use crate::rule::{add_f32, add_i64_vector, add_op, const_tensor, dtype, ops, shape};
 
-/// The value projection of an attention: `V = x · W[:, columns] (+ b[columns])`, `W` a 2-D
-/// constant (`[Hin, *]`), `b` a 1-D one.
+/// One projection of an attention: `x · W[:, columns] (+ b[columns])`, `W` a 2-D constant
+/// (`[Hin, *]`), `b` a 1-D one.
 #[derive(Clone, Debug)]
-pub(super) struct ValueLinear {
-    pub x: Id,
+pub(super) struct Columns {
     pub weight: TensorId,
     pub columns: Range<usize>,
     pub bias: Option<TensorId>,
 }
 
-/// The guarded fused output: the by-input form where [`bounded_input`] proves it exact,
-/// the by-column form on `value` (`V` as `[B, T, H]`) otherwise.
+/// The Q, K and V projections of one input `x`.
+#[derive(Clone, Debug)]
+pub(super) struct Projections {
+    pub x: Id,
+    pub query: Columns,
+    pub key: Columns,
+    pub value: Columns,
+}
+
+/// The guarded fused output `F`: unguarded where [`guard_is_identity`] holds, the by-input
+/// form where [`bounded_input`] does, the by-column form on `value` (`V` as `[B, T, H]`)
+/// otherwise. `unbiased`: the scores get no bias (no mask); `scale`: the scores' factor.
 pub(super) fn guard(
     eg: &mut EGraph,
     out: Id,
     value: impl FnOnce(&mut EGraph) -> Option<Id>,
-    linear: Option<&ValueLinear>,
+    projections: Option<&Projections>,
+    unbiased: bool,
+    scale: f32,
 ) -> Option<Id> {
-    let replacement = match linear.filter(|l| bounded_input(eg, l)) {
-        Some(l) => batch_nan(eg, l.x),
+    let bounded = projections.filter(|p| bounded_input(eg, p));
+    if bounded.is_some_and(|p| unbiased && guard_is_identity(eg, p, scale)) {
+        return Some(out);
+    }
+    let replacement = match bounded {
+        Some(p) => batch_nan(eg, p.x),
         None => {
             let v = value(eg)?;
             sum_times_zero(eg, v, &[1])
@@ -75,7 +92,31 @@ fn batch_nan(eg: &mut EGraph, x: Id) -> Id {
 /// `Hin`-term dot products (relative error far below 1) many times over.
 const OVERFLOW_HEADROOM: f64 = 16_777_216.0; // 2^24
 
-/// True when the by-input guard is exact for this value projection: `x` is the output of a
+/// True when, besides [`bounded_input`], the scores `scale · q · kᵀ` are bounded far below
+/// `f32::MAX` by the same argument (`|q_c| ≤ Bq[c]`, `|k_c| ≤ Bk[c]`, so a head's score is at
+/// most `|scale| · Σ_c Bq[c] · Bk[c]`) and no bias is added (the caller checks that).
+///
+/// Then the guard changes nothing. Where `x` is finite, the scores are finite, so no Softmax
+/// row is NaN, and `V` is finite, so `F` has no NaN and the guard passes it through. Where a
+/// batch of `x` holds a non-finite value, the guard's replacement is NaN (point 2 of
+/// [`bounded_input`]), and so is `F` wherever the guard would replace it: the guard returns
+/// `F` again.
+fn guard_is_identity(eg: &EGraph, p: &Projections, scale: f32) -> bool {
+    let bound = || -> Option<f64> {
+        let x_bound = normalized_bound(eg, p.x)?;
+        let q = column_bounds(eg, &x_bound, &p.query)?;
+        let k = column_bounds(eg, &x_bound, &p.key)?;
+        if q.len() != k.len() {
+            return None;
+        }
+        let dot: f64 = q.iter().zip(&k).map(|(a, b)| a * b).sum();
+        Some(f64::from(scale).abs() * dot)
+    };
+    scale.is_finite()
+        && bound().is_some_and(|b| b.is_finite() && b <= f64::from(f32::MAX) / OVERFLOW_HEADROOM)
+}
+
+/// True when the by-input guard is exact for these projections: `x` is the output of a
 /// normalization over its last axis (`LayerNormalization`, `RMSNormalization` or
 /// `SimplifiedLayerNormalization`) with finite constant scale (and bias), `W` and `b` are
 /// finite, and the resulting bound on `|V|` stays far below `f32::MAX`.
@@ -92,16 +133,21 @@ const OVERFLOW_HEADROOM: f64 = 16_777_216.0; // 2^24
 ///    keeps that. Then `R` is NaN in every column of that batch.
 ///
 /// So `R` is, per batch, 0 when `x` is finite and NaN otherwise: `ReduceSum(x · 0)`.
-pub(super) fn bounded_input(eg: &EGraph, linear: &ValueLinear) -> bool {
-    value_bound(eg, linear).is_some_and(|b| b <= f64::from(f32::MAX) / OVERFLOW_HEADROOM)
+pub(super) fn bounded_input(eg: &EGraph, p: &Projections) -> bool {
+    let value_bound = || -> Option<f64> {
+        if dtype(eg, p.x) != Some(DataType::Float) || shape(eg, p.x)?.len() != 3 {
+            return None;
+        }
+        let columns = column_bounds(eg, &normalized_bound(eg, p.x)?, &p.value)?;
+        Some(columns.into_iter().fold(0.0, f64::max))
+    };
+    value_bound().is_some_and(|b| b <= f64::from(f32::MAX) / OVERFLOW_HEADROOM)
 }
 
-/// The bound on `|V|` of point 1 above, `None` when a condition fails.
-fn value_bound(eg: &EGraph, linear: &ValueLinear) -> Option<f64> {
-    if dtype(eg, linear.x) != Some(DataType::Float) || shape(eg, linear.x)?.len() != 3 {
-        return None;
-    }
-    let x_bound = normalized_bound(eg, linear.x)?;
+/// Per output column of a projection, a bound on its `|value|` given per-channel bounds on
+/// `|x|`: `Σ_k x_bound[k] · |W[k, c]| + |b[c]|`. `None` when a weight or bias is NaN or
+/// infinite (or a bound is), or the sizes do not fit.
+fn column_bounds(eg: &EGraph, x_bound: &[f64], linear: &Columns) -> Option<Vec<f64>> {
     let tensors = &eg.analysis.tensors;
     let w = tensors.tensor(linear.weight)?;
     let [rows, cols] = w.dims.as_slice() else {
@@ -116,7 +162,7 @@ fn value_bound(eg: &EGraph, linear: &ValueLinear) -> Option<f64> {
         Some(b) => Some(tensors.tensor(b)?.to_f32_vec().ok()?),
         None => None,
     };
-    let mut worst = 0.0f64;
+    let mut bounds = Vec::with_capacity(linear.columns.len());
     for c in linear.columns.clone() {
         let b = match &bias {
             Some(b) => f64::from(*b.get(c)?),
@@ -130,9 +176,9 @@ fn value_bound(eg: &EGraph, linear: &ValueLinear) -> Option<f64> {
         if !sum.is_finite() {
             return None;
         }
-        worst = worst.max(sum);
+        bounds.push(sum);
     }
-    Some(worst)
+    Some(bounds)
 }
 
 /// Per channel, a bound on `|x|` when class `x` is a last-axis normalization's output with
