@@ -34,6 +34,7 @@ fn optimize_writes_model_report_and_dot() {
         .arg(&report)
         .arg("--dot")
         .arg(&dot)
+        .arg("--dot-full")
         .arg(tiny("bert_sdpa_ts_op17.onnx"))
         .output()
         .unwrap();
