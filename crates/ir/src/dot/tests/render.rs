@@ -375,20 +375,19 @@ fn collapsed_edges_carrying_several_values_say_how_many() {
 }
 
 #[test]
-fn the_default_collapses_above_three_hundred_nodes() {
+fn the_default_collapses_above_64_nodes() {
     assert_eq!(
         DotOptions::default().collapse_above,
         Some(DEFAULT_COLLAPSE_ABOVE)
     );
     assert_eq!(DEFAULT_COLLAPSE_ABOVE, 64);
-    let small = fused_bert(37); // 298 nodes
-    assert!(small.to_dot().contains("subgraph cluster_36"));
-    let large = fused_bert(38); // 306 nodes
+    let small = fused_bert(7);
+    assert!(small.nodes.len() <= 64, "{}", small.nodes.len());
+    assert!(small.to_dot().contains("subgraph cluster_6"));
+    let large = fused_bert(8);
+    assert!(large.nodes.len() > 64, "{}", large.nodes.len());
     let dot = large.to_dot();
-    assert!(
-        !dot.contains("subgraph") && dot.contains("  c37 ["),
-        "{dot}"
-    );
+    assert!(!dot.contains("subgraph") && dot.contains("  c7 ["), "{dot}");
     check_well_formed(&dot);
     check_well_formed(&large.to_dot_with(&DotOptions::full()));
 }
