@@ -41,6 +41,8 @@ pub struct Job {
     pub output: PathBuf,
     /// `bert` or `vit` (the peer's `--model_type`).
     pub model_type: &'static str,
+    /// transfuse's `--target`: the device the timed runs use (`cpu` or `gpu`).
+    pub target: &'static str,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -81,6 +83,8 @@ impl Job {
                     self.output.display().to_string(),
                     "--fusions".into(),
                     fusions.into(),
+                    "--target".into(),
+                    self.target.into(),
                 ]);
                 let identity = file_stamp(&exe);
                 (exe, identity)

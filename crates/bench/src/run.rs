@@ -60,6 +60,11 @@ pub fn measure(args: &Args, json: &Path) -> Result<BenchRun> {
         machine.gpu = system::gpu_name();
     }
     let mut notes: Vec<String> = Vec::new();
+    if args.provider == ExecutionProvider::Cpu {
+        notes.push(
+            "transfuse ran with `--target cpu` (no skip layer norms: ONNX Runtime's CPU kernel of them is slower)".into(),
+        );
+    }
 
     let want_openvino = !args.no_openvino && args.provider == ExecutionProvider::Cpu;
     let env = if args.no_peer && !want_openvino {
@@ -171,6 +176,11 @@ pub fn measure(args: &Args, json: &Path) -> Result<BenchRun> {
                 input: spec.path.clone(),
                 output: out_dir.join(format!("{}.onnx", optimizer.key())),
                 model_type: if text { "bert" } else { "vit" },
+                target: if args.provider == ExecutionProvider::Cpu {
+                    "cpu"
+                } else {
+                    "gpu"
+                },
             })
             .collect();
         progress

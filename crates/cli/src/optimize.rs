@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use transfuse_ir::{Dim, Model};
-use transfuse_rewrite::{AttentionOp, FixedShapes, FusionSet, OptimizeOptions, Report};
+use transfuse_rewrite::{AttentionOp, FixedShapes, FusionSet, OptimizeOptions, Report, Target};
 
 use crate::UsageError;
 use crate::output::{Printer, write_stdout};
@@ -42,6 +42,11 @@ pub struct Flags {
     /// `auto` (packed where the projections allow, MultiHeadAttention elsewhere).
     #[arg(long, value_name = "OP", default_value = "auto")]
     pub attention_op: String,
+    /// The device the model is optimized for: `gpu` (every fusion) or `cpu` (leaves out
+    /// skiplayernorm and skiprmsnorm, whose ONNX Runtime CPU kernel is slower than the ops
+    /// they replace).
+    #[arg(long, value_name = "DEVICE", default_value = "gpu")]
+    pub target: String,
     /// Write a JSON report here, `-` for stdout (the summary then goes to stderr).
     #[arg(long, allow_hyphen_values = true)]
     pub report: Option<PathBuf>,
@@ -94,10 +99,15 @@ fn is_stdout(path: &Path) -> bool {
 pub fn run(args: Args) -> Result<()> {
     let start = Instant::now();
     let Args { input, flags: args } = args;
-    let fusions: FusionSet = args
+    let asked: FusionSet = args
         .fusions
         .parse()
         .map_err(|e| UsageError(format!("--fusions: {e}")))?;
+    let target: Target = args
+        .target
+        .parse()
+        .map_err(|e| UsageError(format!("--target: {e}")))?;
+    let (fusions, left_out_for_target) = asked.for_target(target);
     let attention_op: AttentionOp = args
         .attention_op
         .parse()
@@ -123,6 +133,13 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(kind) = &args.model_type {
         printer.note(&format!(
             "--model-type {kind} is ignored: transfuse detects the structure from the graph"
+        ))?;
+    }
+    if !left_out_for_target.is_empty() {
+        printer.note(&format!(
+            "--target {} leaves out {}: ONNX Runtime runs their fused op slower there than the ops it replaces",
+            target.name(),
+            left_out_for_target.join(", ")
         ))?;
     }
     for (left_out, by) in fusions.still_running() {
@@ -196,6 +213,7 @@ pub fn run(args: Args) -> Result<()> {
         &input,
         &output,
         &args.fusions,
+        target,
         &fusions,
         verification.as_ref(),
         &explanation,
@@ -422,6 +440,7 @@ fn json_report(
     input: &Path,
     output: &Path,
     asked: &str,
+    target: Target,
     fusions: &FusionSet,
     verification: Option<&Verification>,
     explanation: &transfuse_rewrite::explain::Explanation,
@@ -441,6 +460,7 @@ fn json_report(
         object.insert("input".into(), input.display().to_string().into());
         object.insert("output".into(), output.display().to_string().into());
         object.insert("fusions_asked".into(), asked.into());
+        object.insert("target".into(), target.name().into());
         object.insert(
             "fusions_enabled".into(),
             fusions.names().collect::<Vec<_>>().into(),

@@ -33,6 +33,9 @@ pub enum RewriteError {
     #[error("unknown attention op '{0}' (valid: auto, attention, mha)")]
     /// `--attention-op` is none of `auto`, `attention`, `mha`.
     UnknownAttentionOp(String),
+    /// A `--target` value other than `gpu` and `cpu`.
+    #[error("unknown target '{0}' (valid: gpu, cpu)")]
+    UnknownTarget(String),
     #[error("rule '{rule}' is invalid: {reason}")]
     InvalidRule {
         /// The rule.

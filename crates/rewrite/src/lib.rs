@@ -113,7 +113,7 @@ pub use fusions::{FUSIONS, Fusion};
 pub use int32_inputs::{Int32InputsReport, narrow_int64_inputs};
 pub use lang::{AttrVal, INTERNAL_DOMAIN, Onnx, OpNode, TensorId};
 pub use lower::{MAX_FOLDED_ELEMENTS, MAX_FOLDED_INDEX_ELEMENTS};
-pub use options::{AttentionOp, FusionSet, OptimizeOptions, RunnerLimits};
+pub use options::{AttentionOp, FusionSet, OptimizeOptions, RunnerLimits, Target};
 pub use report::{EGraphReport, Report, fused_counts, fused_op_types};
 pub use symbolic::{ConstValue, Scalar, SymDim};
 pub use tensors::{TensorEntry, TensorOrigin, TensorTable};

@@ -205,6 +205,65 @@ impl std::str::FromStr for AttentionOp {
     }
 }
 
+/// The device the optimized model is meant for (`--target`): it leaves out the fusions whose
+/// fused op ONNX Runtime runs slower there than the ops it replaces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Target {
+    /// Every fusion: ONNX Runtime's CUDA kernels of the fused ops are all faster.
+    #[default]
+    Gpu,
+    /// Leaves out `skiplayernorm` and `skiprmsnorm`. ONNX Runtime's CPU kernel of
+    /// `SkipLayerNormalization` and `SkipSimplifiedLayerNormalization` (one shared scalar loop)
+    /// is slower than the `Add` and vectorized norm it replaces: ViT-B/16 on 2 threads ran 5%
+    /// faster without it, BERT-base the same (`docs/fusions.md`).
+    Cpu,
+}
+
+impl Target {
+    /// The fusions this target leaves out.
+    pub fn left_out(self) -> &'static [&'static str] {
+        match self {
+            Target::Gpu => &[],
+            Target::Cpu => &["skiplayernorm", "skiprmsnorm"],
+        }
+    }
+
+    /// The name `--target` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Gpu => "gpu",
+            Target::Cpu => "cpu",
+        }
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = RewriteError;
+
+    /// `gpu` or `cpu`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "gpu" => Ok(Target::Gpu),
+            "cpu" => Ok(Target::Cpu),
+            other => Err(RewriteError::UnknownTarget(other.to_string())),
+        }
+    }
+}
+
+impl FusionSet {
+    /// This set without the fusions `target` leaves out, and the names it removed.
+    pub fn for_target(&self, target: Target) -> (FusionSet, Vec<&'static str>) {
+        let mut set = self.clone();
+        let removed = target
+            .left_out()
+            .iter()
+            .copied()
+            .filter(|name| set.enabled.remove(name))
+            .collect();
+        (set, removed)
+    }
+}
+
 /// Options of [`crate::optimize`].
 #[derive(Clone, Debug, Default)]
 pub struct OptimizeOptions {
@@ -234,6 +293,21 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn cpu_target_leaves_out_the_skip_norms_only() {
+        let (cpu, removed) = FusionSet::all().for_target(Target::Cpu);
+        assert_eq!(removed, ["skiplayernorm", "skiprmsnorm"]);
+        assert!(!cpu.contains("skiplayernorm") && !cpu.contains("skiprmsnorm"));
+        assert_eq!(cpu.names().count() + 2, FusionSet::all().names().count());
+        let (gpu, removed) = FusionSet::all().for_target(Target::Gpu);
+        assert!(removed.is_empty());
+        assert_eq!(gpu, FusionSet::all());
+        let (none, removed) = FusionSet::none().for_target(Target::Cpu);
+        assert!(removed.is_empty() && none.is_empty());
+        assert_eq!("cpu".parse::<Target>().unwrap(), Target::Cpu);
+        assert!("tpu".parse::<Target>().is_err());
+    }
 
     fn names(s: &str) -> Vec<&'static str> {
         s.parse::<FusionSet>().unwrap().names().collect()
