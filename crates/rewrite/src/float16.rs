@@ -30,6 +30,7 @@ use std::sync::Arc;
 use transfuse_ir::{AttrValue, DataType, Dim, Model, Node, Tensor, TensorData, ValueInfo};
 
 use crate::error::RewriteError;
+use crate::fresh_names::FreshNames;
 
 /// ONNX Runtime's `DEFAULT_OP_BLOCK_LIST` (`onnxruntime.transformers.float16`): ops kept
 /// in f32 because their fp16 forms are missing or imprecise, plus the ops that create
@@ -250,7 +251,7 @@ pub fn to_float16(
 
     // Names: a value keeps its name in its home precision, except a graph output made in
     // fp16, whose name goes to the Cast back to f32.
-    let mut names = Names::new(graph);
+    let mut names = FreshNames::new(graph);
     let mut produced_as: HashMap<String, String> = HashMap::new();
     for (&v, &p) in &home {
         if p == Precision::F16 && graph_outputs.contains(v) {
@@ -413,34 +414,6 @@ fn fixed_output_type(node: &Node, output: usize) -> Option<DataType> {
     })
 }
 
-/// Fresh value names.
-struct Names {
-    taken: HashSet<String>,
-}
-
-impl Names {
-    fn new(graph: &transfuse_ir::Graph) -> Names {
-        let mut taken: HashSet<String> = graph.inputs.iter().map(|v| v.name.clone()).collect();
-        taken.extend(graph.outputs.iter().map(|v| v.name.clone()));
-        taken.extend(graph.initializers.keys().cloned());
-        for n in &graph.nodes {
-            taken.extend(n.outputs.iter().cloned());
-        }
-        Names { taken }
-    }
-
-    fn fresh(&mut self, base: &str) -> String {
-        let mut name = base.to_string();
-        let mut k = 1;
-        while self.taken.contains(&name) {
-            name = format!("{base}_{k}");
-            k += 1;
-        }
-        self.taken.insert(name.clone());
-        name
-    }
-}
-
 /// The `Cast` nodes added, one per (value, target type).
 #[derive(Default)]
 struct Casts {
@@ -453,7 +426,13 @@ struct Casts {
 
 impl Casts {
     /// The name of `source` cast to `to`, adding the node the first time.
-    fn get(&mut self, source: &str, original: &str, to: Precision, names: &mut Names) -> String {
+    fn get(
+        &mut self,
+        source: &str,
+        original: &str,
+        to: Precision,
+        names: &mut FreshNames,
+    ) -> String {
         if let Some(name) = self.by_source.get(&(source.to_string(), to)) {
             return name.clone();
         }

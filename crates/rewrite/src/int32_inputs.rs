@@ -38,6 +38,7 @@ use std::sync::Arc;
 use transfuse_ir::{AttrValue, DataType, Graph, Model, Node, Tensor, ValueInfo, ValueType};
 
 use crate::error::RewriteError;
+use crate::fresh_names::FreshNames;
 
 /// What [`narrow_int64_inputs`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -356,33 +357,4 @@ fn int32_copy(graph: &Graph, name: &str, names: &mut FreshNames) -> Option<Tenso
         tensor.dims.clone(),
         &narrow,
     ))
-}
-
-/// Fresh value names.
-struct FreshNames {
-    taken: HashSet<String>,
-}
-
-impl FreshNames {
-    fn new(graph: &Graph) -> FreshNames {
-        let mut taken: HashSet<String> = graph.inputs.iter().map(|v| v.name.clone()).collect();
-        taken.extend(graph.outputs.iter().map(|v| v.name.clone()));
-        taken.extend(graph.value_info.iter().map(|v| v.name.clone()));
-        taken.extend(graph.initializers.keys().cloned());
-        for n in &graph.nodes {
-            taken.extend(n.outputs.iter().cloned());
-        }
-        FreshNames { taken }
-    }
-
-    fn fresh(&mut self, base: &str) -> String {
-        let mut name = base.to_string();
-        let mut k = 1;
-        while self.taken.contains(&name) {
-            name = format!("{base}_{k}");
-            k += 1;
-        }
-        self.taken.insert(name.clone());
-        name
-    }
 }

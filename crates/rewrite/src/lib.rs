@@ -84,6 +84,7 @@ pub mod explain;
 mod extract;
 mod fixed_shapes;
 pub mod float16;
+mod fresh_names;
 pub mod fusions;
 mod import;
 mod infer;
