@@ -3,16 +3,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
-
 use assert_cmd::Command;
 use transfuse_ir::Model;
 
-fn tiny(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/models/tiny")
-        .join(name)
-}
+mod support;
+use support::tiny;
 
 fn fused_ops(model: &Model, op: &str) -> usize {
     model

@@ -3,16 +3,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use transfuse_ir::{Model, Node};
 
-fn tiny(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/models/tiny")
-        .join(name)
-}
+mod support;
+use support::tiny;
 
 /// Runs `optimize IN -o OUT --fusions none` and returns (success, stderr).
 fn optimize(input: &Path, output: &Path) -> (bool, String) {

@@ -4,16 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use assert_cmd::Command;
 use transfuse_ir::{Dim, Model};
 
-fn tiny(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/models/tiny")
-        .join(name)
-}
+mod support;
+use support::tiny;
 
 fn optimize(spec: &str, out: &Path, report: &Path) -> std::process::Output {
     Command::cargo_bin("transfuse")

@@ -2,23 +2,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use transfuse_ir::{DataType, Model};
 
-fn tiny(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/models/tiny")
-        .join(name)
-}
-
-fn transfuse(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_transfuse"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod support;
+use support::{tiny, transfuse};
 
 #[test]
 fn float16_writes_an_fp16_model_that_parity_judges_with_the_fp16_tolerance() {

@@ -4,27 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use transfuse_ir::{DataType, Model};
 
-fn tiny(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/models/tiny")
-        .join(name)
-}
-
-fn transfuse(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_transfuse"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod support;
+use support::{text, tiny, transfuse};
 
 #[test]
 fn int32_inputs_writes_a_verified_model_with_int32_ids_and_masks() {

@@ -3,16 +3,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use transfuse_ir::Model;
 
-fn tiny(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/models/tiny")
-        .join(name)
-}
+mod support;
+use support::tiny;
 
 #[test]
 fn optimize_writes_model_report_and_dot() {

@@ -4,16 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use transfuse_ir::{Model, Tensor};
 
-fn tiny(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/models/tiny")
-        .join(name)
-}
+mod support;
+use support::tiny;
 
 /// Runs `parity MODEL CANDIDATE --runtime RUNTIME --json FILE ...`: (success, stdout, stderr, json).
 fn parity(

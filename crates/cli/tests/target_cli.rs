@@ -4,16 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use transfuse_ir::Model;
 
-fn tiny(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/models/tiny")
-        .join(name)
-}
+mod support;
+use support::tiny;
 
 fn count(model: &Model, op: &str) -> usize {
     model.graph.nodes.iter().filter(|n| n.op_type == op).count()
