@@ -147,23 +147,10 @@ pub fn run(args: &Args) -> Result<()> {
 /// order) for the published page; empty when there are none.
 pub fn saved_section() -> Result<String> {
     let dir = super::publish::saved_results_dir().join("gpu");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(String::new());
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| Some(e.ok()?.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    let mut runs = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("reading {}", file.display()))?;
-        runs.push(
-            serde_json::from_str::<GpuRun>(&text)
-                .with_context(|| format!("{} is not a GPU result file", file.display()))?,
-        );
-    }
+    let runs: Vec<GpuRun> = super::publish::json_files(&dir)
+        .iter()
+        .map(|f| super::publish::read_json(f, "a GPU result file"))
+        .collect::<Result<_>>()?;
     let torch: Vec<serde_json::Value> = runs.iter().flat_map(|r| r.torch.clone()).collect();
     let followups = super::gpu_followup::saved_section(&dir, &torch)?;
     Ok(if runs.is_empty() {

@@ -4,14 +4,15 @@
 //! `xtask/device/gpu-profile.sh`).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::gpu::{GpuRow, GpuRun};
 use crate::gpu_report::{torch_case, torch_ms};
+use crate::publish::{json_files, read_json};
 
 /// One profiled model and setting (`gpu_profile.py --json`).
 #[derive(Debug, Deserialize)]
@@ -44,24 +45,6 @@ const KINDS: [&str; 7] = [
     "other",
 ];
 
-fn json_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| Some(e.ok()?.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    files
-}
-
-fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not readable", path.display()))
-}
-
 /// The follow-up runs and the profile under `dir` (`.../results/gpu`), rendered; `torch`:
 /// the PyTorch rows of the main table, for the ratios. Empty when there are none.
 pub fn saved_section(dir: &Path, torch: &[Value]) -> Result<String> {
@@ -75,13 +58,13 @@ pub fn saved_section(dir: &Path, torch: &[Value]) -> Result<String> {
              TF32 and a CUDA graph (fp16 rows: fp16 and a CUDA graph), median (min) ms.\n\n",
         );
         for (k, path) in followups.iter().enumerate() {
-            let run: GpuRun = read(path)?;
+            let run: GpuRun = read_json(path, "a GPU result file")?;
             render_followup(&mut out, k + 1, &run, torch);
         }
     }
     let profile = dir.join("profile").join("kernels.json");
     if profile.is_file() {
-        render_profile(&mut out, &read(&profile)?);
+        render_profile(&mut out, &read_json(&profile, "a kernel profile")?);
     }
     Ok(out)
 }

@@ -25,26 +25,36 @@ pub fn saved_results_dir() -> PathBuf {
     paths::root().join("xtask").join("bench").join("results")
 }
 
-/// The saved runs, in file name order (none when the directory does not exist).
-pub fn saved_runs() -> Result<Vec<BenchRun>> {
-    let dir = saved_results_dir();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(Vec::new());
+/// The `.json` files directly in `dir`, in file name order (none when `dir` does not exist).
+pub fn json_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
     };
     let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
+        .filter_map(|e| Some(e.ok()?.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     files.sort();
-    files.iter().map(|f| read_run(f)).collect()
+    files
+}
+
+/// A saved result file of type `T`; `what` names the kind in the error.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not {what}", path.display()))
+}
+
+/// The saved runs, in file name order (none when the directory does not exist).
+pub fn saved_runs() -> Result<Vec<BenchRun>> {
+    json_files(&saved_results_dir())
+        .iter()
+        .map(|f| read_run(f))
+        .collect()
 }
 
 pub fn read_run(path: &Path) -> Result<BenchRun> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let run: BenchRun = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a bench result file", path.display()))?;
+    let run: BenchRun = read_json(path, "a bench result file")?;
     if run.schema != SCHEMA {
         bail!(
             "{} has result schema {}, this program reads {SCHEMA}",
