@@ -3,13 +3,15 @@
 //!
 //! Three exact forms, the cheapest that is proven:
 //! - **none** (no bias, and the projections' input `x` bounded so that scores and `V` cannot
-//!   overflow): the guard is the identity, see [`guard_is_identity`].
+//!   overflow): the guard is the identity, see [`Bounds::scores_are_bounded`].
 //! - **by input** (`x` bounded so that `V` cannot overflow): `Where(IsNaN(F), ReduceSum(x · 0,
 //!   [1, 2]), F)`, a per-batch 0 or NaN read from `x` itself, with no projection at all.
-//!   [`bounded_input`] states when it applies and why it is exact.
+//!   [`Bounds::value_is_bounded`] states when it applies and why it is exact.
 //! - **by column** (always applicable): `Where(IsNaN(F), ReduceSum(V · 0, T axis), F)`. It
 //!   needs `V` as a value, so packed `Attention` pays for the value projection once more.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -38,9 +40,9 @@ pub(super) struct Projections {
     pub value: Columns,
 }
 
-/// The guarded fused output `F`: unguarded where [`guard_is_identity`] holds, the by-input
-/// form where [`bounded_input`] does, the by-column form on `value` (`V` as `[B, T, H]`)
-/// otherwise. `unbiased`: the scores get no bias (no mask); `scale`: the scores' factor.
+/// The guarded fused output `F`: unguarded where [`Bounds::scores_are_bounded`] holds, the
+/// by-input form where [`Bounds::value_is_bounded`] does, the by-column form on `value` (`V` as
+/// `[B, T, H]`) otherwise. `unbiased`: the scores get no bias (no mask); `scale`: the scores' factor.
 pub(super) fn guard(
     eg: &mut EGraph,
     out: Id,
@@ -49,8 +51,12 @@ pub(super) fn guard(
     unbiased: bool,
     scale: f32,
 ) -> Option<Id> {
-    let bounded = projections.filter(|p| bounded_input(eg, p));
-    if bounded.is_some_and(|p| unbiased && guard_is_identity(eg, p, scale)) {
+    let mut bounds = projections.and_then(|p| Bounds::new(eg, p.x));
+    let bounded = projections.filter(|p| bounds.as_mut().is_some_and(|b| b.value_is_bounded(p)));
+    if let (Some(p), Some(b)) = (bounded, bounds.as_mut())
+        && unbiased
+        && b.scores_are_bounded(p, scale)
+    {
         return Some(out);
     }
     let replacement = match bounded {
@@ -92,97 +98,119 @@ fn batch_nan(eg: &mut EGraph, x: Id) -> Id {
 /// `Hin`-term dot products (relative error far below 1) many times over.
 const OVERFLOW_HEADROOM: f64 = 16_777_216.0; // 2^24
 
-/// True when, besides [`bounded_input`], the scores `scale · q · kᵀ` are bounded far below
-/// `f32::MAX` by the same argument (`|q_c| ≤ Bq[c]`, `|k_c| ≤ Bk[c]`, so a head's score is at
-/// most `|scale| · Σ_c Bq[c] · Bk[c]`) and no bias is added (the caller checks that).
-///
-/// Then the guard changes nothing. Where `x` is finite, the scores are finite, so no Softmax
-/// row is NaN, and `V` is finite, so `F` has no NaN and the guard passes it through. Where a
-/// batch of `x` holds a non-finite value, the guard's replacement is NaN (point 2 of
-/// [`bounded_input`]), and so is `F` wherever the guard would replace it: the guard returns
-/// `F` again.
-fn guard_is_identity(eg: &EGraph, p: &Projections, scale: f32) -> bool {
-    let bound = || -> Option<f64> {
-        let x_bound = normalized_bound(eg, p.x)?;
-        let q = column_bounds(eg, &x_bound, &p.query)?;
-        let k = column_bounds(eg, &x_bound, &p.key)?;
-        if q.len() != k.len() {
-            return None;
-        }
-        let dot: f64 = q.iter().zip(&k).map(|(a, b)| a * b).sum();
-        Some(f64::from(scale).abs() * dot)
-    };
-    scale.is_finite()
-        && bound().is_some_and(|b| b.is_finite() && b <= f64::from(f32::MAX) / OVERFLOW_HEADROOM)
+/// Bounds derived from the projections' input `x`: a bound per channel of `|x|` (see
+/// [`Bounds::value_is_bounded`]) and the projection weights read as f32, each once (the three
+/// parts of a packed projection share one weight).
+struct Bounds<'a> {
+    eg: &'a EGraph,
+    x: Vec<f64>,
+    weights: HashMap<TensorId, Vec<f32>>,
 }
 
-/// True when the by-input guard is exact for these projections: `x` is the output of a
-/// normalization over its last axis (`LayerNormalization`, `RMSNormalization` or
-/// `SimplifiedLayerNormalization`) with finite constant scale (and bias), `W` and `b` are
-/// finite, and the resulting bound on `|V|` stays far below `f32::MAX`.
-///
-/// Why the guard is then exact (with `R = Σ_t 0 · V[t, c]`, the by-column replacement, which
-/// is exact by itself):
-/// 1. `x` finite ⇒ `V` finite. A normalized value is bounded: `Σ_k (x_k - mean)² = D · var`,
-///    so `|x_k - mean| / sqrt(var + eps) ≤ sqrt(D)`, and likewise `x_k / sqrt(mean(x²) + eps)`
-///    for the RMS form. Rounding (the mean stored at f32 precision) at most adds `2·sqrt(D)`,
-///    so `|x_k| ≤ 4·sqrt(D)·|scale_k| + |bias_k|` and `|V[c]| ≤ Σ_k that · |W[k, c]| + |b[c]|`,
-///    which this checks is far from overflowing. Then `R = 0`.
-/// 2. `x[t0]` holds a non-finite value ⇒ every column of `V[t0]` is non-finite: NaN times
-///    anything is NaN, `±inf · w` is infinite or (for `w = 0`) NaN, and adding finite terms
-///    keeps that. Then `R` is NaN in every column of that batch.
-///
-/// So `R` is, per batch, 0 when `x` is finite and NaN otherwise: `ReduceSum(x · 0)`.
-pub(super) fn bounded_input(eg: &EGraph, p: &Projections) -> bool {
-    let value_bound = || -> Option<f64> {
-        if dtype(eg, p.x) != Some(DataType::Float) || shape(eg, p.x)?.len() != 3 {
+impl<'a> Bounds<'a> {
+    /// `None` unless `x` is a `[B, S, Hin]` f32 normalization output ([`normalized_bound`]).
+    fn new(eg: &'a EGraph, x: Id) -> Option<Bounds<'a>> {
+        if dtype(eg, x) != Some(DataType::Float) || shape(eg, x)?.len() != 3 {
             return None;
         }
-        let columns = column_bounds(eg, &normalized_bound(eg, p.x)?, &p.value)?;
-        Some(columns.into_iter().fold(0.0, f64::max))
-    };
-    value_bound().is_some_and(|b| b <= f64::from(f32::MAX) / OVERFLOW_HEADROOM)
-}
-
-/// Per output column of a projection, a bound on its `|value|` given per-channel bounds on
-/// `|x|`: `Σ_k x_bound[k] · |W[k, c]| + |b[c]|`. `None` when a weight or bias is NaN or
-/// infinite (or a bound is), or the sizes do not fit.
-fn column_bounds(eg: &EGraph, x_bound: &[f64], linear: &Columns) -> Option<Vec<f64>> {
-    let tensors = &eg.analysis.tensors;
-    let w = tensors.tensor(linear.weight)?;
-    let [rows, cols] = w.dims.as_slice() else {
-        return None;
-    };
-    let (rows, cols) = (usize::try_from(*rows).ok()?, usize::try_from(*cols).ok()?);
-    if rows != x_bound.len() || linear.columns.end > cols || linear.columns.is_empty() {
-        return None;
+        Some(Bounds {
+            eg,
+            x: normalized_bound(eg, x)?,
+            weights: HashMap::new(),
+        })
     }
-    let weights = w.to_f32_vec().ok()?;
-    let bias = match linear.bias {
-        Some(b) => Some(tensors.tensor(b)?.to_f32_vec().ok()?),
-        None => None,
-    };
-    let mut bounds = Vec::with_capacity(linear.columns.len());
-    for c in linear.columns.clone() {
-        let b = match &bias {
-            Some(b) => f64::from(*b.get(c)?),
-            None => 0.0,
+
+    /// True when the by-input guard is exact for these projections: `x` is the output of a
+    /// normalization over its last axis (`LayerNormalization`, `RMSNormalization` or
+    /// `SimplifiedLayerNormalization`) with finite constant scale (and bias), `W` and `b` are
+    /// finite, and the resulting bound on `|V|` stays far below `f32::MAX`.
+    ///
+    /// Why the guard is then exact (with `R = Σ_t 0 · V[t, c]`, the by-column replacement,
+    /// which is exact by itself):
+    /// 1. `x` finite ⇒ `V` finite. A normalized value is bounded: `Σ_k (x_k - mean)² = D ·
+    ///    var`, so `|x_k - mean| / sqrt(var + eps) ≤ sqrt(D)`, and likewise `x_k /
+    ///    sqrt(mean(x²) + eps)` for the RMS form. Rounding (the mean stored at f32 precision)
+    ///    at most adds `2·sqrt(D)`, so `|x_k| ≤ 4·sqrt(D)·|scale_k| + |bias_k|` and `|V[c]| ≤
+    ///    Σ_k that · |W[k, c]| + |b[c]|`, which this checks is far from overflowing. Then
+    ///    `R = 0`.
+    /// 2. `x[t0]` holds a non-finite value ⇒ every column of `V[t0]` is non-finite: NaN times
+    ///    anything is NaN, `±inf · w` is infinite or (for `w = 0`) NaN, and adding finite
+    ///    terms keeps that. Then `R` is NaN in every column of that batch.
+    ///
+    /// So `R` is, per batch, 0 when `x` is finite and NaN otherwise: `ReduceSum(x · 0)`.
+    fn value_is_bounded(&mut self, p: &Projections) -> bool {
+        self.columns(&p.value)
+            .map(|v| v.into_iter().fold(0.0, f64::max))
+            .is_some_and(within_headroom)
+    }
+
+    /// True when, besides [`Bounds::value_is_bounded`], the scores `scale · q · kᵀ` are
+    /// bounded far below `f32::MAX` by the same argument (`|q_c| ≤ Bq[c]`, `|k_c| ≤ Bk[c]`, so
+    /// a head's score is at most `|scale| · Σ_c Bq[c] · Bk[c]`) and no bias is added (the
+    /// caller checks that).
+    ///
+    /// Then the guard changes nothing. Where `x` is finite, the scores are finite, so no
+    /// Softmax row is NaN, and `V` is finite, so `F` has no NaN and the guard passes it
+    /// through. Where a batch of `x` holds a non-finite value, the guard's replacement is NaN
+    /// (point 2 above), and so is `F` wherever the guard would replace it: the guard returns
+    /// `F` again.
+    fn scores_are_bounded(&mut self, p: &Projections, scale: f32) -> bool {
+        let (Some(q), Some(k)) = (self.columns(&p.query), self.columns(&p.key)) else {
+            return false;
         };
-        let mut sum = b.abs();
-        for (k, xb) in x_bound.iter().enumerate() {
-            sum += xb * f64::from(*weights.get(k * cols + c)?).abs();
-        }
-        // A NaN or infinite weight or bias ends it here (`max` would skip a NaN).
-        if !sum.is_finite() {
+        let dot: f64 = q.iter().zip(&k).map(|(a, b)| a * b).sum();
+        scale.is_finite() && q.len() == k.len() && within_headroom(f64::from(scale).abs() * dot)
+    }
+
+    /// Per output column of a projection, a bound on its `|value|`: `Σ_k x[k] · |W[k, c]| +
+    /// |b[c]|`. `None` when a weight or bias is NaN or infinite (or a bound is), or the sizes
+    /// do not fit.
+    fn columns(&mut self, linear: &Columns) -> Option<Vec<f64>> {
+        let tensors = &self.eg.analysis.tensors;
+        let w = tensors.tensor(linear.weight)?;
+        let [rows, cols] = w.dims.as_slice() else {
+            return None;
+        };
+        let (rows, cols) = (usize::try_from(*rows).ok()?, usize::try_from(*cols).ok()?);
+        if rows != self.x.len() || linear.columns.end > cols || linear.columns.is_empty() {
             return None;
         }
-        bounds.push(sum);
+        let weights = match self.weights.entry(linear.weight) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(w.to_f32_vec().ok()?),
+        };
+        let bias = match linear.bias {
+            Some(b) => Some(tensors.tensor(b)?.to_f32_vec().ok()?),
+            None => None,
+        };
+        let mut bounds = Vec::with_capacity(linear.columns.len());
+        for c in linear.columns.clone() {
+            let b = match &bias {
+                Some(b) => f64::from(*b.get(c)?),
+                None => 0.0,
+            };
+            let mut sum = b.abs();
+            for (k, xb) in self.x.iter().enumerate() {
+                sum += xb * f64::from(*weights.get(k * cols + c)?).abs();
+            }
+            // A NaN or infinite weight or bias ends it here (`max` would skip a NaN).
+            if !sum.is_finite() {
+                return None;
+            }
+            bounds.push(sum);
+        }
+        Some(bounds)
     }
-    Some(bounds)
+}
+
+/// True when `bound` is finite and keeps [`OVERFLOW_HEADROOM`] below `f32::MAX`.
+fn within_headroom(bound: f64) -> bool {
+    bound.is_finite() && bound <= f64::from(f32::MAX) / OVERFLOW_HEADROOM
 }
 
 /// Per channel, a bound on `|x|` when class `x` is a last-axis normalization's output with
-/// finite constant scale (and bias): `4·sqrt(D)·|scale_k| + |bias_k|` (see [`bounded_input`]).
+/// finite constant scale (and bias): `4·sqrt(D)·|scale_k| + |bias_k|` (see
+/// [`Bounds::value_is_bounded`]).
 fn normalized_bound(eg: &EGraph, x: Id) -> Option<Vec<f64>> {
     let rank = i64::try_from(shape(eg, x)?.len()).ok()?;
     let norms = [
