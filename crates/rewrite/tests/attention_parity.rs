@@ -252,8 +252,9 @@ fn synthetic_models_match_in_onnx_runtime() {
 
 /// A fully padded sequence: the TorchScript SDPA exports (mask fill `-inf`) give zeros in
 /// every attention context row of that sequence (their `Where(IsNaN)` guard), and so does
-/// the fused model (the guard moves after the fused op); the eager and dynamo exports (fill
-/// `-3.4e38`) give the mean of V there, and so does the fused model. Checked on every value
+/// the fused model (its output times a per-sequence "some key kept" flag, `Mul(F,
+/// any_kept)`); the eager and dynamo exports (fill `-3.4e38`) give the mean of V there, and
+/// so does the fused model, with no guard. Checked on every value
 /// both graphs compute under the same name (the attention outputs keep their names), not
 /// only on the model output.
 #[test]
@@ -290,24 +291,36 @@ fn fully_padded_sequence_gives_what_the_original_gives() {
         let nodes = &candidate.graph.nodes;
         for attention in nodes.iter().filter(|n| n.op_type == "Attention") {
             let out = &attention.outputs[0];
-            let guard = nodes
-                .iter()
-                .find(|n| n.op_type == "Where" && n.inputs.get(2) == Some(out));
+            let guard = nodes.iter().find(|n| {
+                (n.op_type == "Where" && n.inputs.get(2) == Some(out))
+                    || (n.op_type == "Mul" && n.inputs.first() == Some(out))
+            });
             let result = guard.map_or(out, |g| &g.outputs[0]);
             assert!(
                 expected.contains_key(result),
                 "{name}: attention result {result} has no original name"
             );
+            // A guard exactly where a fully padded sequence needs one (`-inf` fill).
+            assert_eq!(
+                guard.is_some(),
+                NEG_INF_FILL.contains(&name.as_str()),
+                "{name}: guard after the fused op"
+            );
         }
         assert!(compared > 10, "{name}: only {compared} values compared");
-        // The guard is kept exactly where the original has one (SDPA exports).
-        let guarded = candidate.graph.nodes.iter().any(|n| n.op_type == "IsNaN");
-        let original_guard = model.graph.nodes.iter().any(|n| n.op_type == "IsNaN");
         assert_eq!(
-            guarded, original_guard,
-            "{name}: IsNaN guard after the fused op"
+            count(&candidate, "IsNaN"),
+            0,
+            "{name}: an IsNaN guard is left"
         );
     }
+}
+
+/// The tiny text exports whose mask fills `-inf` (TorchScript SDPA).
+const NEG_INF_FILL: [&str; 2] = ["bert_sdpa_ts_op17", "roberta_sdpa_ts_op14"];
+
+fn count(model: &Model, op: &str) -> usize {
+    model.graph.nodes.iter().filter(|n| n.op_type == op).count()
 }
 
 /// The producer of value `name` in `model`.
@@ -361,29 +374,49 @@ fn mask_is_raw_index(model: &Model, fill: f32) -> bool {
 
 /// The text exports build their `[B,1,S,T]` keep-mask with index arithmetic (TorchScript: a
 /// flat gather at `b*T + k`; dynamo: `GatherND` at `[b, k]`). The fused models take the
-/// padding mask as a 2-D `mask_index` where the fill is finite (eager and dynamo exports,
-/// `-3.4e38`), and as the compact `attention_bias` `Expand(Where(Unsqueeze(Cast(mask))))`
-/// where it is `-inf` (TorchScript SDPA exports). Parity of these models is checked by the
-/// tests above, every padding pattern.
+/// padding mask as a 2-D `mask_index` with the fill `-3.4e38`: the exporter's where it is
+/// finite (eager and dynamo exports), and in place of `-inf` (TorchScript SDPA exports) where
+/// the scores are bounded. A query weight of `3.4e38` leaves no such bound, and the `-inf`
+/// mask then goes in as the compact `attention_bias` `Expand(Where(Unsqueeze(Cast(mask))))`.
+/// Parity of these models is checked by the tests above, every padding pattern.
 #[test]
 fn key_padding_masks_become_compact() {
-    for (name, raw_index) in [
-        ("bert_eager_ts_op14", true),
-        ("bert_sdpa_dynamo_op18", true),
-        ("bert_sdpa_ts_op17", false),
-        ("distilbert_eager_ts_op14", true),
-        ("roberta_sdpa_ts_op14", false),
+    let poisoned_queries = |mut model: Model, weights: &[&str]| {
+        for &weight in weights {
+            let t = model.graph.initializer(weight).unwrap();
+            let mut values = t.to_f32_vec().unwrap();
+            values[0] = 3.4e38;
+            let changed = Tensor::from_f32(weight, t.dims.clone(), &values);
+            model.graph.add_initializer(changed);
+        }
+        model
+    };
+    for (name, query_weights) in [
+        ("bert_eager_ts_op14", None),
+        ("bert_sdpa_dynamo_op18", None),
+        (
+            "bert_sdpa_ts_op17",
+            Some(["onnx::MatMul_332", "onnx::MatMul_349"]),
+        ),
+        ("distilbert_eager_ts_op14", None),
+        ("roberta_sdpa_ts_op14", None),
     ] {
         let path = tiny_models()
             .into_iter()
             .find(|(n, _)| n == name)
             .unwrap()
             .1;
-        let candidate = fused(&Model::load(&path).unwrap());
-        if raw_index {
-            assert!(mask_is_raw_index(&candidate, f32::MIN), "{name}");
-        } else {
-            assert!(bias_is_compact(&candidate), "{name}");
+        let original = Model::load(&path).unwrap();
+        let candidate = fused(&original);
+        assert!(mask_is_raw_index(&candidate, f32::MIN), "{name}");
+        if let Some(weights) = query_weights {
+            let poisoned = poisoned_queries(original, &weights);
+            let candidate = fused(&poisoned);
+            assert!(
+                bias_is_compact(&candidate),
+                "{name}, query weights poisoned"
+            );
+            check(name, &poisoned, &candidate, &interpreter());
         }
         for op in ["Range", "Flatten", "GatherND", "GreaterOrEqual"] {
             assert_eq!(

@@ -24,7 +24,7 @@ use super::mask::all_true;
 use crate::analysis::EGraph;
 use crate::lang::{AttrVal, Onnx, OpNode};
 use crate::rule::onnx_nodes;
-use crate::rule::{add_i64_vector, add_op, data, dtype, same, shape};
+use crate::rule::{add_f32, add_i64_vector, add_op, data, dtype, same, shape};
 use crate::symbolic::{Shape, SymDim};
 
 /// How deep a proof may look (the TorchScript mask is about ten nodes deep).
@@ -293,19 +293,60 @@ const ABSORBING_FILL: f64 = -1e37;
 /// `Cast(keep, int32)`, exactly 0/1, so ONNX Runtime's `mask > 0` test matches the
 /// exporter's `mask != 0`. The 2-D mask skips the `[B, 1, S, T]` float bias entirely.
 pub(super) fn raw_key_mask(eg: &mut EGraph, bias: Id, x: Id) -> Option<(Id, f32)> {
+    let (keep, fill) = self_key_padding(eg, bias, x)?;
+    if !fill.is_finite() || fill > ABSORBING_FILL {
+        return None;
+    }
+    // The class holds float32 values, so the fill converts back exactly.
+    #[allow(clippy::cast_possible_truncation)]
+    Some((mask_index(eg, keep), fill as f32))
+}
+
+/// `keep` when `bias` is a key-padding mask that adds exactly `0` where kept and `-inf` where
+/// masked (PyTorch's boolean-mask SDPA exports), with `keep: [B, T]` fitting the attention
+/// input `x: [B, T, H]`. Such a mask makes a fully masked row NaN; see
+/// `nan_guard::masked_keep` for when a finite fill computes the same.
+pub(super) fn neg_inf_key_padding(eg: &EGraph, bias: Id, x: Id) -> Option<Id> {
+    let (keep, fill) = self_key_padding(eg, bias, x)?;
+    (fill == f64::NEG_INFINITY).then_some(keep)
+}
+
+/// True when `bias` is a key-padding mask adding exactly `0` where kept and a finite fill
+/// where masked, fitting `x` as in [`neg_inf_key_padding`]: it never makes a score row NaN
+/// by itself.
+pub(super) fn finite_key_padding(eg: &EGraph, bias: Id, x: Id) -> bool {
+    self_key_padding(eg, bias, x).is_some_and(|(_, fill)| fill.is_finite())
+}
+
+/// `(keep, fill)` when `bias` is a key-padding mask adding exactly `0` where kept and the
+/// constant `fill` elsewhere, `keep: [B, T]` with `B`, `T` those of `x: [B, T, H]`.
+fn self_key_padding(eg: &EGraph, bias: Id, x: Id) -> Option<(Id, f64)> {
     let (keep, zero, fill) = key_padding_source(eg, bias)?;
     let number = |id: Id| data(eg, id).uniform.as_ref().and_then(|u| u.as_f64());
     let (zero, fill) = (number(zero)?, number(fill)?);
     let (ks, xs) = (shape(eg, keep)?, shape(eg, x)?);
     let fits = ks.len() == 2 && xs.len() == 3 && ks[0] == xs[0] && ks[1] == xs[1];
-    if zero != 0.0 || !fill.is_finite() || fill > ABSORBING_FILL || !fits {
-        return None;
-    }
+    (zero == 0.0 && fits).then_some((keep, fill))
+}
+
+/// `Cast(keep, int32)`: `Attention`'s 2-D `mask_index`, exactly 0/1, so ONNX Runtime's
+/// `mask > 0` test matches the exporter's `mask != 0`.
+pub(super) fn mask_index(eg: &mut EGraph, keep: Id) -> Id {
     let to_int32 =
         OpNode::new("Cast", "").with_attr("to", AttrVal::Int(i64::from(DataType::Int32.code())));
-    // The class holds float32 values, so the fill converts back exactly.
-    #[allow(clippy::cast_possible_truncation)]
-    Some((add_op(eg, to_int32, vec![keep]), fill as f32))
+    add_op(eg, to_int32, vec![keep])
+}
+
+/// `Expand(Where(Unsqueeze(keep, [1, 2]), 0, fill), [1, 1, S, T])` (`S`, `T`: dim 1 of
+/// `query_src` and `key_src`): the `[B, 1, S, T]` bias of a key-padding mask with this fill.
+/// Needs ONNX opset 13 or later (`Unsqueeze` with an axes input).
+pub(super) fn compact_bias(eg: &mut EGraph, keep: Id, fill: f32, query_src: Id, key_src: Id) -> Id {
+    let target_shape = super::mapping::query_key_target(eg, query_src, key_src);
+    let (zero, fill) = (add_f32(eg, vec![], &[0.0]), add_f32(eg, vec![], &[fill]));
+    let axes = add_i64_vector(eg, &[1, 2]);
+    let unsqueezed = add_op(eg, OpNode::new("Unsqueeze", ""), vec![keep, axes]);
+    let selected = add_op(eg, OpNode::new("Where", ""), vec![unsqueezed, zero, fill]);
+    add_op(eg, OpNode::new("Expand", ""), vec![selected, target_shape])
 }
 
 /// When `bias` is a key-padding mask, adds `Expand(Where(Unsqueeze(keep, [1, 2]), zero, fill),

@@ -457,7 +457,8 @@ fn materialize(eg: &mut EGraph, t: Id) -> Option<Id> {
     Some(eg.find(t))
 }
 
-/// True when class `root` already holds the fused node (directly or under the NaN guard).
+/// True when class `root` already holds the fused node (directly or under a NaN guard:
+/// `Where(.., .., F)` or `Mul(F, any_kept)`).
 fn already_fused(eg: &EGraph, root: Id) -> bool {
     let fused = |id: Id| {
         ops(eg, id, MS_DOMAIN, "Attention").next().is_some()
@@ -465,7 +466,9 @@ fn already_fused(eg: &EGraph, root: Id) -> bool {
                 .next()
                 .is_some()
     };
-    fused(root) || ops(eg, root, "", "Where").any(|(_, c)| c.get(2).is_some_and(|&x| fused(x)))
+    fused(root)
+        || ops(eg, root, "", "Where").any(|(_, c)| c.get(2).is_some_and(|&x| fused(x)))
+        || ops(eg, root, "", "Mul").any(|(_, c)| c.first().is_some_and(|&x| fused(x)))
 }
 
 fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
@@ -488,12 +491,26 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     };
     let mut fused = None;
     let projection = projection(eg, &core);
+    let guard_projections = projection.as_ref().and_then(|p| projections(eg, p));
+    // A guarded `-inf` key-padding mask that the finite fill computes exactly (with the
+    // cheaper guard `keep_guard`); both fused forms below then take that fill.
+    let finite_fill_keep = if core.nan_guard {
+        nan_guard::masked_keep(eg, core.bias, guard_projections.as_ref(), core.scale)
+    } else {
+        None
+    };
     // Packed Attention; weights are copied only once every other condition holds.
     if let Some(projection) = projection {
         let x = projection.input();
         // A key-padding mask goes in as a 2-D mask_index when that is exact (see
         // `raw_key_mask`), else as attention_bias.
-        let raw_mask = super::key_padding::raw_key_mask(eg, core.bias, x);
+        let raw_mask = match finite_fill_keep {
+            Some(keep) => Some((
+                super::key_padding::mask_index(eg, keep),
+                nan_guard::FINITE_FILL,
+            )),
+            None => super::key_padding::raw_key_mask(eg, core.bias, x),
+        };
         let bias = match raw_mask {
             Some(_) => None,
             None => attention_bias(eg, core.bias, x, x, core.heads).ok()?,
@@ -525,7 +542,16 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
             materialize(eg, core.key)?,
             materialize(eg, core.value)?,
         );
-        let bias = attention_bias(eg, core.bias, q, k, core.heads).ok()?;
+        let bias = match finite_fill_keep {
+            Some(keep) => Some(super::key_padding::compact_bias(
+                eg,
+                keep,
+                nan_guard::FINITE_FILL,
+                q,
+                k,
+            )),
+            None => attention_bias(eg, core.bias, q, k, core.heads).ok()?,
+        };
         let inputs = with_bias(eg, vec![q, k, v], bias);
         let node = OpNode::new("MultiHeadAttention", MS_DOMAIN)
             .with_attr("num_heads", heads.clone())
@@ -541,15 +567,21 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
         }
         None => multi_head()?,
     };
+    if let Some(keep) = finite_fill_keep {
+        return Some(nan_guard::keep_guard(eg, out, keep));
+    }
     if core.nan_guard {
-        let linears = projection.as_ref().and_then(|p| projections(eg, p));
-        let unbiased = is_absent(eg, core.bias) || all_zero(eg, core.bias);
+        let finite_bias = is_absent(eg, core.bias)
+            || all_zero(eg, core.bias)
+            || guard_projections
+                .as_ref()
+                .is_some_and(|p| super::key_padding::finite_key_padding(eg, core.bias, p.x));
         return nan_guard::guard(
             eg,
             out,
             |eg| materialize(eg, core.value),
-            linears.as_ref(),
-            unbiased,
+            guard_projections.as_ref(),
+            finite_bias,
             core.scale,
         );
     }

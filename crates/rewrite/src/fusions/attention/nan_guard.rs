@@ -1,9 +1,12 @@
 //! The exporter's NaN guard, `Where(IsNaN(P), 0, P)` after `P = Softmax(scores)`, kept in
 //! the fused graph after the fused output `F` (`docs/fusions.md`, "The NaN guard").
 //!
-//! Three exact forms, the cheapest that is proven:
+//! Four exact forms, the cheapest that is proven:
 //! - **none** (no bias, and the projections' input `x` bounded so that scores and `V` cannot
 //!   overflow): the guard is the identity, see [`Bounds::scores_are_bounded`].
+//! - **by mask** (a `-inf` key-padding mask, `x` bounded so that scores and `V` cannot
+//!   overflow): the fused op takes the finite [`FINITE_FILL`] and its output is multiplied by
+//!   a per-batch "some key kept" flag computed once from the mask, see [`masked_keep`].
 //! - **by input** (`x` bounded so that `V` cannot overflow): `Where(IsNaN(F), ReduceSum(x · 0,
 //!   [1, 2]), F)`, a per-batch 0 or NaN read from `x` itself, with no projection at all.
 //!   [`Bounds::value_is_bounded`] states when it applies and why it is exact.
@@ -42,19 +45,20 @@ pub(super) struct Projections {
 
 /// The guarded fused output `F`: unguarded where [`Bounds::scores_are_bounded`] holds, the
 /// by-input form where [`Bounds::value_is_bounded`] does, the by-column form on `value` (`V` as
-/// `[B, T, H]`) otherwise. `unbiased`: the scores get no bias (no mask); `scale`: the scores' factor.
+/// `[B, T, H]`) otherwise. `finite_bias`: the scores get no bias, or a key-padding mask adding
+/// `0` and a finite fill; `scale`: the scores' factor.
 pub(super) fn guard(
     eg: &mut EGraph,
     out: Id,
     value: impl FnOnce(&mut EGraph) -> Option<Id>,
     projections: Option<&Projections>,
-    unbiased: bool,
+    finite_bias: bool,
     scale: f32,
 ) -> Option<Id> {
     let mut bounds = projections.and_then(|p| Bounds::new(eg, p.x));
     let bounded = projections.filter(|p| bounds.as_mut().is_some_and(|b| b.value_is_bounded(p)));
     if let (Some(p), Some(b)) = (bounded, bounds.as_mut())
-        && unbiased
+        && finite_bias
         && b.scores_are_bounded(p, scale)
     {
         return Some(out);
@@ -74,19 +78,86 @@ pub(super) fn guard(
     ))
 }
 
+/// The fill the fused op gets in place of a key-padding mask's `-inf` ([`masked_keep`]):
+/// finite, so a fully masked row stays finite, and below `ABSORBING_FILL`, so ONNX Runtime's
+/// kernels that replace a masked score by the fill and those that add it agree.
+pub(super) const FINITE_FILL: f32 = f32::MIN;
+
+/// The bound on the scores that [`Bounds::scores_are_bounded`] requires: far below half an
+/// ulp of `f32::MAX` (`2^103`), so a score plus any finite fill (down to `FINITE_FILL`) stays
+/// finite, and `exp(score + fill - max)` is exactly 0 next to a kept score when the fill is
+/// `FINITE_FILL`.
+const SCORE_LIMIT: f64 = 1e30;
+
+/// `keep` (`[B, T]`) when the guarded attention's bias is a `-inf` key-padding mask and the
+/// guard can instead be `F' · any_kept[b]` ([`keep_guard`]), with `F'` the fused op on the
+/// same mask but the finite [`FINITE_FILL`]. It needs the by-input conditions
+/// ([`Bounds::value_is_bounded`]) and scores bounded by [`SCORE_LIMIT`].
+///
+/// Why `F' · any_kept` equals the guarded original `O`:
+/// 1. `x[b]` finite and some key kept: the masked scores become `s + FINITE_FILL` instead of
+///    `-inf`; with `|s| ≤ 1e30` both give weight exactly 0 next to a kept score, so `F' = O`
+///    (its rows are finite: no NaN for the guard to replace), and `any_kept = 1`.
+/// 2. `x[b]` finite and every key masked: `O` is `0 · V = 0` (`V` finite). `F'` is finite
+///    (every score near the fill: a finite Softmax row, a mean of finite `V`), times 0 is 0.
+/// 3. `x[b, t0]` not finite: every column of `K[t0]` and `V[t0]` is not finite (by-input
+///    point 2), so each score `s[q, t0]` is NaN or infinite. `O` is NaN everywhere in `b`: a
+///    NaN row of `P` is replaced by 0 and `0 · V[t0]` is NaN; a finite row has `P[q, t0] = 0`
+///    (its score was `-inf`), and again `0 · V[t0]` is NaN. `F'` is NaN everywhere too: a NaN
+///    or `+inf` score (or `+inf + fill`) makes the row NaN, and a `-inf` or replaced one gives
+///    weight 0 (or, fully masked, a positive one) against a non-finite `V[t0]`. NaN times
+///    `any_kept` is NaN.
+pub(super) fn masked_keep(
+    eg: &EGraph,
+    bias: Id,
+    projections: Option<&Projections>,
+    scale: f32,
+) -> Option<Id> {
+    let p = projections?;
+    if eg.analysis.onnx_opset.is_none_or(|v| v < 13) {
+        return None;
+    }
+    let keep = super::key_padding::neg_inf_key_padding(eg, bias, p.x)?;
+    let mut bounds = Bounds::new(eg, p.x)?;
+    (bounds.value_is_bounded(p) && bounds.scores_are_bounded(p, scale)).then_some(keep)
+}
+
+/// `Mul(out, any_kept)` with `any_kept: [B, 1, 1]` 1 where batch `b` keeps a key and 0 where
+/// its mask is all false: `ReduceMax(Cast(Unsqueeze(keep, [2]), float), [1])`, computed once
+/// for the whole network (it reads only the mask).
+pub(super) fn keep_guard(eg: &mut EGraph, out: Id, keep: Id) -> Id {
+    let axes = add_i64_vector(eg, &[2]);
+    let unsqueezed = add_op(eg, OpNode::new("Unsqueeze", ""), vec![keep, axes]);
+    let to_float =
+        OpNode::new("Cast", "").with_attr("to", AttrVal::Int(i64::from(DataType::Float.code())));
+    let kept = add_op(eg, to_float, vec![unsqueezed]);
+    let any_kept = reduce(eg, "ReduceMax", 18, kept, &[1]);
+    add_op(eg, OpNode::new("Mul", ""), vec![out, any_kept])
+}
+
+/// `op(t, axes, keepdims = 1)`, the axes an input from opset `axes_input_since` on and an
+/// attribute before.
+fn reduce(eg: &mut EGraph, op: &str, axes_input_since: i64, t: Id, axes: &[i64]) -> Id {
+    let node = OpNode::new(op, "").with_attr("keepdims", AttrVal::Int(1));
+    if eg
+        .analysis
+        .onnx_opset
+        .is_some_and(|v| v >= axes_input_since)
+    {
+        let axes = add_i64_vector(eg, axes);
+        add_op(eg, node, vec![t, axes])
+    } else {
+        let axes = AttrVal::Ints(Arc::from(axes.to_vec()));
+        add_op(eg, node.with_attr("axes", axes), vec![t])
+    }
+}
+
 /// `ReduceSum(t · 0, axes, keepdims = 1)`: 0 where the reduced elements are all finite, NaN
 /// where one is NaN or infinite.
 fn sum_times_zero(eg: &mut EGraph, t: Id, axes: &[i64]) -> Id {
     let zero = add_f32(eg, vec![], &[0.0]);
     let zeroed = add_op(eg, OpNode::new("Mul", ""), vec![t, zero]);
-    let sum = OpNode::new("ReduceSum", "").with_attr("keepdims", AttrVal::Int(1));
-    if eg.analysis.onnx_opset.is_some_and(|v| v >= 13) {
-        let axes = add_i64_vector(eg, axes);
-        add_op(eg, sum, vec![zeroed, axes])
-    } else {
-        let axes = AttrVal::Ints(Arc::from(axes.to_vec()));
-        add_op(eg, sum.with_attr("axes", axes), vec![zeroed])
-    }
+    reduce(eg, "ReduceSum", 13, zeroed, axes)
 }
 
 /// `[B, 1, 1]`: 0 for a batch whose `x` (`[B, S, Hin]`) is all finite, NaN otherwise.
@@ -145,21 +216,27 @@ impl<'a> Bounds<'a> {
     }
 
     /// True when, besides [`Bounds::value_is_bounded`], the scores `scale · q · kᵀ` are
-    /// bounded far below `f32::MAX` by the same argument (`|q_c| ≤ Bq[c]`, `|k_c| ≤ Bk[c]`, so
-    /// a head's score is at most `|scale| · Σ_c Bq[c] · Bk[c]`) and no bias is added (the
-    /// caller checks that).
+    /// bounded by [`SCORE_LIMIT`] by the same argument (`|q_c| ≤ Bq[c]`, `|k_c| ≤ Bk[c]`, so
+    /// a head's score is at most `|scale| · Σ_c Bq[c] · Bk[c]`) and the bias is finite: none,
+    /// or a key-padding mask adding `0` and a finite fill (the caller checks that).
     ///
-    /// Then the guard changes nothing. Where `x` is finite, the scores are finite, so no
+    /// Then the guard changes nothing. Where `x` is finite, the scores are finite and so is
+    /// a score plus the bias (`|s| ≤ 1e30` is absorbed even by a fill of `-f32::MAX`), so no
     /// Softmax row is NaN, and `V` is finite, so `F` has no NaN and the guard passes it
     /// through. Where a batch of `x` holds a non-finite value, the guard's replacement is NaN
     /// (point 2 above), and so is `F` wherever the guard would replace it: the guard returns
     /// `F` again.
     fn scores_are_bounded(&mut self, p: &Projections, scale: f32) -> bool {
-        let (Some(q), Some(k)) = (self.columns(&p.query), self.columns(&p.key)) else {
-            return false;
-        };
+        self.score_bound(p, scale)
+            .is_some_and(|bound| bound <= SCORE_LIMIT)
+    }
+
+    /// A bound on `|scale · q · kᵀ|` where `x` is finite: `|scale| · Σ_c Bq[c] · Bk[c]`.
+    fn score_bound(&mut self, p: &Projections, scale: f32) -> Option<f64> {
+        let (q, k) = (self.columns(&p.query)?, self.columns(&p.key)?);
         let dot: f64 = q.iter().zip(&k).map(|(a, b)| a * b).sum();
-        scale.is_finite() && q.len() == k.len() && within_headroom(f64::from(scale).abs() * dot)
+        let bound = f64::from(scale).abs() * dot;
+        (scale.is_finite() && q.len() == k.len() && bound.is_finite()).then_some(bound)
     }
 
     /// Per output column of a projection, a bound on its `|value|`: `Σ_k x[k] · |W[k, c]| +
