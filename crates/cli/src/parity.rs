@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use transfuse_ir::Model;
-use transfuse_ort::{OptimizationLevel, SessionOptions};
+use transfuse_ort::{CudaOptions, ExecutionProvider, OptimizationLevel, SessionOptions};
 
 use crate::{Mismatch, UsageError};
 use transfuse_parity::{
@@ -68,6 +68,11 @@ pub struct Args {
     /// ONNX Runtime intra-op threads (--runtime ort; default: ONNX Runtime's choice).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// ONNX Runtime's execution provider (--runtime ort): `cpu`, `cuda` or `cuda:N`. CUDA
+    /// runs with TF32 off, so float32 is computed as float32; it needs a build with the
+    /// `cuda` feature and ONNX Runtime's CUDA library [default: cpu].
+    #[arg(long, value_name = "PROVIDER")]
+    pub provider: Option<ExecutionProvider>,
 }
 
 /// Runs `transfuse parity`: checks, prints the report, writes the JSON report when asked,
@@ -93,6 +98,7 @@ pub fn run(args: Args) -> Result<()> {
         for (given, flag) in [
             (args.ort_opt_level.is_some(), "--ort-opt-level"),
             (args.threads.is_some(), "--threads"),
+            (args.provider.is_some(), "--provider"),
         ] {
             if given {
                 return Err(UsageError(format!(
@@ -105,6 +111,13 @@ pub fn run(args: Args) -> Result<()> {
     let mut ort_options = SessionOptions::default()
         .optimization_level(args.ort_opt_level.unwrap_or(OptimizationLevel::Disabled));
     ort_options.intra_op_threads = args.threads;
+    if let Some(provider) = args.provider {
+        ort_options.execution_provider = provider;
+        ort_options.cuda = CudaOptions {
+            tf32: false,
+            cuda_graph: false,
+        };
+    }
     let load = |path: &Path| {
         Model::load(path).with_context(|| format!("checking parity: loading {}", path.display()))
     };

@@ -114,3 +114,34 @@ fn parity_cli_through_ort() {
 fn parity_cli_through_the_reference_interpreter() {
     check_cli("reference");
 }
+
+/// `--provider`: `cpu` runs as before; `cuda` in a build without the CUDA provider is a clear
+/// error (exit 3), not a silent run on the CPU; an unknown provider and `--provider` with the
+/// reference interpreter are usage errors (exit 2).
+#[test]
+fn provider_option_selects_onnx_runtimes_execution_provider() {
+    let model = tiny("bert_sdpa_ts_op17.onnx");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_transfuse"))
+            .arg("parity")
+            .arg(&model)
+            .arg(&model)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let cpu = run(&["--runtime", "ort", "--provider", "cpu"]);
+    assert!(cpu.status.success(), "{cpu:?}");
+    assert!(String::from_utf8_lossy(&cpu.stdout).starts_with("PASS"));
+    let unknown = run(&["--runtime", "ort", "--provider", "tpu"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("cpu, cuda, cuda:N"));
+    let reference = run(&["--provider", "cpu"]);
+    assert_eq!(reference.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&reference.stderr).contains("--runtime ort only"));
+    // This crate's tests build without the CUDA provider (and run where there is no GPU).
+    let cuda = run(&["--runtime", "ort", "--provider", "cuda"]);
+    assert_eq!(cuda.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&cuda.stderr);
+    assert!(stderr.contains("CUDA execution provider"), "{stderr}");
+}
