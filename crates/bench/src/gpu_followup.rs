@@ -53,9 +53,11 @@ pub fn saved_section(dir: &Path, torch: &[Value]) -> Result<String> {
     if !followups.is_empty() {
         out.push_str("\n### Follow-up runs\n\n");
         out.push_str(
-            "Later runs on the same machine type, with the code of their note; ratios against the \
-             main table's torch.compile(mode=\"reduce-overhead\") rows (a separate run). Ours: \
-             TF32 and a CUDA graph (fp16 rows: fp16 and a CUDA graph), median (min) ms.\n\n",
+            "Later runs on the same machine type, with the code of their note. Ours: TF32 and a \
+             CUDA graph (fp16 rows: fp16 and a CUDA graph), median (min) ms, against \
+             torch.compile(mode=\"reduce-overhead\") at the same precision: measured in the same \
+             run where the run has PyTorch rows, else the main table's (marked *, a separate \
+             run).\n\n",
         );
         for (k, path) in followups.iter().enumerate() {
             let run: GpuRun = read_json(path, "a GPU result file")?;
@@ -82,9 +84,31 @@ fn cell(row: Option<&GpuRow>) -> String {
     }
 }
 
-fn ratio(row: Option<&GpuRow>, reference: Option<f64>) -> String {
+/// The torch RO median and whether it comes from the main table rather than this run.
+type TorchReference = Option<(f64, bool)>;
+
+fn torch_reference(
+    run: &GpuRun,
+    main: &[Value],
+    case: &(String, Option<u64>),
+    prec: &str,
+) -> TorchReference {
+    let find = |torch: &[Value]| torch_ms(torch, "cuda", case, "compile-reduce-overhead", prec);
+    find(&run.torch)
+        .map(|ms| (ms, false))
+        .or_else(|| find(main).map(|ms| (ms, true)))
+}
+
+fn torch_cell(reference: TorchReference) -> String {
+    match reference {
+        Some((ms, main_table)) => format!("{ms:.2}{}", if main_table { "*" } else { "" }),
+        None => "-".into(),
+    }
+}
+
+fn ratio(row: Option<&GpuRow>, reference: TorchReference) -> String {
     match (row.and_then(|r| r.median_ms), reference) {
-        (Some(ours), Some(torch)) if torch > 0.0 => format!("{:.2}x", ours / torch),
+        (Some(ours), Some((torch, _))) if torch > 0.0 => format!("{:.2}x", ours / torch),
         _ => "-".into(),
     }
 }
@@ -100,7 +124,7 @@ fn render_followup(out: &mut String, index: usize, run: &GpuRun, torch: &[Value]
     }
     let _ = writeln!(
         out,
-        "\n| model | shape | ours-fixed | ratio to torch RO, TF32 | ours-fixed-fp16 | ratio to torch RO, fp16 |\n|---|---|---|---|---|---|"
+        "\n| model | shape | ours-fixed | torch RO, TF32 | ratio | ours-fixed-fp16 | torch RO, fp16 | ratio |\n|---|---|---|---|---|---|---|---|"
     );
     let mut cases: Vec<(&str, &str)> = Vec::new();
     for r in &run.rows {
@@ -112,19 +136,17 @@ fn render_followup(out: &mut String, index: usize, run: &GpuRun, torch: &[Value]
         let case = torch_case(model, shape);
         let fixed = fastest(run, model, shape, "ours-fixed");
         let fp16 = fastest(run, model, shape, "ours-fixed-fp16");
+        let tf32_torch = torch_reference(run, torch, &case, "tf32");
+        let fp16_torch = torch_reference(run, torch, &case, "fp16");
         let _ = writeln!(
             out,
-            "| {model} | {shape} | {} | {} | {} | {} |",
+            "| {model} | {shape} | {} | {} | {} | {} | {} | {} |",
             cell(fixed),
-            ratio(
-                fixed,
-                torch_ms(torch, "cuda", &case, "compile-reduce-overhead", "tf32")
-            ),
+            torch_cell(tf32_torch),
+            ratio(fixed, tf32_torch),
             cell(fp16),
-            ratio(
-                fp16,
-                torch_ms(torch, "cuda", &case, "compile-reduce-overhead", "fp16")
-            ),
+            torch_cell(fp16_torch),
+            ratio(fp16, fp16_torch),
         );
     }
     out.push('\n');
