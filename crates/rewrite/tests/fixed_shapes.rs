@@ -311,3 +311,42 @@ fn conflicting_and_non_positive_sizes_are_errors() {
         "{zero:?}"
     );
 }
+
+/// Fixing the shapes never costs an attention fusion or adds a node: every model, at the test
+/// data's shapes and at batch 1, has the dynamic output's attention ops and at most its node
+/// count (folded shapes can let a norm fuse further, never less).
+/// (The dynamo text export's key-padding proof once failed on the folded `GatherND`
+/// indices, so its fixed models kept the mask subgraph and the NaN guards.)
+#[test]
+fn fixed_shapes_keep_every_fusion_of_the_dynamic_model() {
+    let fused_ops = |m: &Model| {
+        let mut ops = m.graph.op_histogram();
+        ops.retain(|op, _| op.contains("Attention"));
+        ops
+    };
+    for (name, path, data) in models() {
+        let model = Model::load(&path).unwrap();
+        let dynamic = optimize(&model, &OptimizeOptions::default()).unwrap().0;
+        let inputs = inputs_of(&model, &data);
+        let batch_one: Vec<Tensor> = inputs
+            .iter()
+            .map(|t| {
+                let mut dims = t.dims.clone();
+                if let Some(first) = dims.first_mut() {
+                    *first = 1;
+                }
+                Tensor::from_i64(&t.name, dims, &[])
+            })
+            .collect();
+        for (what, shapes) in [("test data", &inputs), ("batch 1", &batch_one)] {
+            let out = fixed(&model, &spec_by_input(shapes)).unwrap();
+            assert_eq!(fused_ops(&out), fused_ops(&dynamic), "{name}, {what}");
+            assert!(
+                out.graph.nodes.len() <= dynamic.graph.nodes.len(),
+                "{name}, {what}: {} nodes, {} without fixed shapes",
+                out.graph.nodes.len(),
+                dynamic.graph.nodes.len()
+            );
+        }
+    }
+}

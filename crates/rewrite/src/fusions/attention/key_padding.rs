@@ -24,7 +24,7 @@ use super::mask::all_true;
 use crate::analysis::EGraph;
 use crate::lang::{AttrVal, Onnx, OpNode};
 use crate::rule::onnx_nodes;
-use crate::rule::{add_f32, add_i64_vector, add_op, data, dtype, same, shape};
+use crate::rule::{add_f32, add_i64_vector, add_op, const_tensor, data, dtype, same, shape};
 use crate::symbolic::{Shape, SymDim};
 
 /// How deep a proof may look (the TorchScript mask is about ten nodes deep).
@@ -159,6 +159,9 @@ fn rows_of(eg: &EGraph, c: Id, p: Id, depth: usize) -> bool {
 /// `[B, 1, 1, T]` shape `out`: `Concat(Unsqueeze(Expand(count over axis 0), -1),
 /// Unsqueeze(Expand(count over axis 3), -1), axis -1)`.
 fn batch_key_indices(eg: &EGraph, indices: Id, out: &Shape, depth: usize) -> bool {
+    if constant_batch_key_indices(eg, indices, out) {
+        return true;
+    }
     let Some(depth) = depth.checked_sub(1) else {
         return false;
     };
@@ -167,12 +170,65 @@ fn batch_key_indices(eg: &EGraph, indices: Id, out: &Shape, depth: usize) -> boo
         let last_axis = matches!(node.attr_int("axis"), Some(a) if a == -1 || a == rank);
         match c {
             [b, k] if node.is_onnx("Concat") && last_axis => {
-                index_counter(eg, *b, out, depth) == Some(0)
-                    && index_counter(eg, *k, out, depth) == Some(3)
+                counts_along(eg, *b, out, 0, depth) && counts_along(eg, *k, out, 3, depth)
             }
             _ => false,
         }
     })
+}
+
+/// True when class `indices` is a constant (what `--fix-shapes` folds the counters into) of
+/// shape `out + [2]` holding `[b, k]` at `[b, 0, 0, k]`, checked element by element.
+fn constant_batch_key_indices(eg: &EGraph, indices: Id, out: &Shape) -> bool {
+    let Some((dims, values)) = constant_with_shape(eg, indices, out, 2) else {
+        return false;
+    };
+    let [batch, 1, 1, keys] = dims[..] else {
+        return false;
+    };
+    // `eq` also fails on a different count.
+    let expected = (0..batch).flat_map(|b| (0..keys).map(move |k| [b, k]));
+    values.chunks_exact(2).eq(expected)
+}
+
+/// True when class `x` (shape `out + [1]`) holds `i[axis]` at index `i + [0]`: an
+/// [`index_counter`] over `axis`, all zeros along a unit `axis`, or a constant holding exactly
+/// that (checked element by element).
+fn counts_along(eg: &EGraph, x: Id, out: &Shape, axis: usize, depth: usize) -> bool {
+    if index_counter(eg, x, out, depth) == Some(axis) {
+        return true;
+    }
+    // Along a unit axis the coordinate is 0 everywhere (batch 1 at fixed shapes).
+    let uniform = data(eg, x).uniform.as_ref().and_then(|u| u.as_f64());
+    let shape_fits =
+        shape(eg, x).is_some_and(|s| s.len() == out.len() + 1 && s[..out.len()] == out[..]);
+    if out.get(axis).is_some_and(is_one) && uniform == Some(0.0) && shape_fits {
+        return true;
+    }
+    let Some((dims, values)) = constant_with_shape(eg, x, out, 1) else {
+        return false;
+    };
+    let Some(&len) = dims.get(axis) else {
+        return false;
+    };
+    let stride: i64 = dims[axis + 1..].iter().product();
+    (0_i64..)
+        .zip(&values)
+        .all(|(flat, &v)| v == flat / stride % len)
+}
+
+/// The dims and int values of class `x` when it is a constant of shape `out + [last]`, `out`
+/// all known with no zero dim.
+fn constant_with_shape(eg: &EGraph, x: Id, out: &Shape, last: i64) -> Option<(Vec<i64>, Vec<i64>)> {
+    let t = eg.analysis.tensors.tensor(const_tensor(eg, x)?)?;
+    let dims: Vec<i64> = out.iter().map(SymDim::as_known).collect::<Option<_>>()?;
+    if dims.iter().any(|&d| d <= 0) || t.dims.len() != dims.len() + 1 {
+        return None;
+    }
+    if t.dims[..dims.len()] != dims[..] || t.dims[dims.len()] != last {
+        return None;
+    }
+    Some((dims, t.to_i64_vec().ok()?))
 }
 
 /// The axis `a` when class `x` (shape `out + [1]`) holds `i[a]` at index `i + [0]`:
@@ -404,8 +460,11 @@ mod tests {
 
     impl MaskGraph {
         fn new() -> MaskGraph {
+            MaskGraph::with_dims(vec![Dim::Symbol("batch".into()), Dim::Symbol("seq".into())])
+        }
+
+        fn with_dims(dims: Vec<Dim>) -> MaskGraph {
             let mut graph = Graph::default();
-            let dims = vec![Dim::Symbol("batch".into()), Dim::Symbol("seq".into())];
             graph.inputs.push(ValueInfo::tensor(
                 "attention_mask",
                 DataType::Int64,
@@ -487,6 +546,47 @@ mod tests {
             self.finish(&gathered)
         }
 
+        /// A constant int64 tensor.
+        fn constant(&mut self, dims: Vec<i64>, values: &[i64]) -> String {
+            self.count += 1;
+            let name = format!("c{}", self.count);
+            self.graph
+                .add_initializer(Tensor::from_i64(&name, dims, values));
+            name
+        }
+
+        /// The dynamo form at fixed shapes `[batch, seq]`: `GatherND(keep, indices)` with the
+        /// indices folded to one constant, `[b, k]` pairs made by `pair`.
+        fn folded_dynamo(
+            mut self,
+            batch: i64,
+            seq: i64,
+            pair: impl Fn(i64, i64) -> [i64; 2],
+        ) -> (Graph, String) {
+            let mut values = Vec::new();
+            for b in 0..batch {
+                for k in 0..seq {
+                    values.extend(pair(b, k));
+                }
+            }
+            let indices = self.constant(vec![batch, 1, 1, seq, 2], &values);
+            let gathered = self.node("GatherND", &["v1", &indices], vec![]);
+            self.finish(&gathered)
+        }
+
+        /// Batch 1 at fixed shapes: `Concat(zeros, key counter)` of two constants.
+        fn folded_batch_one(mut self, seq: i64, keys: &[i64]) -> (Graph, String) {
+            let zeros = self.constant(vec![1, 1, 1, seq, 1], &vec![0; keys.len()]);
+            let counter = self.constant(vec![1, 1, 1, seq, 1], keys);
+            let indices = self.node(
+                "Concat",
+                &[&zeros, &counter],
+                vec![("axis", AttrValue::Int(-1))],
+            );
+            let gathered = self.node("GatherND", &["v1", &indices], vec![]);
+            self.finish(&gathered)
+        }
+
         fn finish(mut self, keep_rows: &str) -> (Graph, String) {
             self.count += 1;
             let (zero, fill) = (format!("z{}", self.count), format!("f{}", self.count));
@@ -514,6 +614,23 @@ mod tests {
     fn dynamo_gather_nd_mask_is_a_key_padding_mask() {
         let (graph, bias) = MaskGraph::new().dynamo(false, 3);
         assert!(proven(&graph, &bias));
+    }
+
+    /// `--fix-shapes` folds the dynamo counters into constants: each index is then checked.
+    #[test]
+    fn folded_gather_nd_indices_are_checked_element_by_element() {
+        let fixed = || MaskGraph::with_dims(vec![Dim::Known(2), Dim::Known(5)]);
+        let (graph, bias) = fixed().folded_dynamo(2, 5, |b, k| [b, k]);
+        assert!(proven(&graph, &bias));
+        let (graph, bias) = fixed().folded_dynamo(2, 5, |b, k| [1 - b, k]);
+        assert!(!proven(&graph, &bias), "rows of the other sequence");
+        let (graph, bias) = fixed().folded_dynamo(2, 5, |b, k| [b, 4 - k]);
+        assert!(!proven(&graph, &bias), "keys reversed");
+        let one = || MaskGraph::with_dims(vec![Dim::Known(1), Dim::Known(5)]);
+        let (graph, bias) = one().folded_batch_one(5, &[0, 1, 2, 3, 4]);
+        assert!(proven(&graph, &bias));
+        let (graph, bias) = one().folded_batch_one(5, &[0, 1, 2, 4, 3]);
+        assert!(!proven(&graph, &bias), "two keys swapped");
     }
 
     #[test]
