@@ -55,9 +55,10 @@ pub fn saved_section(dir: &Path, torch: &[Value]) -> Result<String> {
         out.push_str(
             "Later runs on the same machine type, with the code of their note. Ours: TF32 and a \
              CUDA graph (fp16 rows: fp16 and a CUDA graph), median (min) ms, against \
-             torch.compile(mode=\"reduce-overhead\") at the same precision: measured in the same \
-             run where the run has PyTorch rows, else the main table's (marked *, a separate \
-             run).\n\n",
+             torch.compile(mode=\"reduce-overhead\") at the same precision, each ratio twice: \
+             against PyTorch measured in the same session where the run has it, and against the \
+             main table's PyTorch rows (an earlier run). PyTorch's reduce-overhead medians \
+             moved by 20-31% between sessions on this machine type, ours by under 2%.\n\n",
         );
         for (k, path) in followups.iter().enumerate() {
             let run: GpuRun = read_json(path, "a GPU result file")?;
@@ -84,32 +85,36 @@ fn cell(row: Option<&GpuRow>) -> String {
     }
 }
 
-/// The torch RO median and whether it comes from the main table rather than this run.
-type TorchReference = Option<(f64, bool)>;
-
-fn torch_reference(
-    run: &GpuRun,
-    main: &[Value],
-    case: &(String, Option<u64>),
-    prec: &str,
-) -> TorchReference {
-    let find = |torch: &[Value]| torch_ms(torch, "cuda", case, "compile-reduce-overhead", prec);
-    find(&run.torch)
-        .map(|ms| (ms, false))
-        .or_else(|| find(main).map(|ms| (ms, true)))
+/// torch.compile(mode="reduce-overhead")'s median at `prec`: from this run and from the main
+/// table.
+struct TorchReference {
+    this_run: Option<f64>,
+    main_table: Option<f64>,
 }
 
-fn torch_cell(reference: TorchReference) -> String {
-    match reference {
-        Some((ms, main_table)) => format!("{ms:.2}{}", if main_table { "*" } else { "" }),
-        None => "-".into(),
+impl TorchReference {
+    fn new(run: &GpuRun, main: &[Value], case: &(String, Option<u64>), prec: &str) -> Self {
+        let find = |torch: &[Value]| torch_ms(torch, "cuda", case, "compile-reduce-overhead", prec);
+        TorchReference {
+            this_run: find(&run.torch),
+            main_table: find(main),
+        }
     }
-}
 
-fn ratio(row: Option<&GpuRow>, reference: TorchReference) -> String {
-    match (row.and_then(|r| r.median_ms), reference) {
-        (Some(ours), Some((torch, _))) if torch > 0.0 => format!("{:.2}x", ours / torch),
-        _ => "-".into(),
+    /// `this run / main table`, `-` for a missing one.
+    fn cell(&self) -> String {
+        let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
+        format!("{} / {}", ms(self.this_run), ms(self.main_table))
+    }
+
+    /// Ours over each reference, `this run / main table`.
+    fn ratios(&self, row: Option<&GpuRow>) -> String {
+        let ours = row.and_then(|r| r.median_ms);
+        let ratio = |torch: Option<f64>| match (ours, torch) {
+            (Some(ours), Some(torch)) if torch > 0.0 => format!("{:.2}x", ours / torch),
+            _ => "-".into(),
+        };
+        format!("{} / {}", ratio(self.this_run), ratio(self.main_table))
     }
 }
 
@@ -124,7 +129,7 @@ fn render_followup(out: &mut String, index: usize, run: &GpuRun, torch: &[Value]
     }
     let _ = writeln!(
         out,
-        "\n| model | shape | ours-fixed | torch RO, TF32 | ratio | ours-fixed-fp16 | torch RO, fp16 | ratio |\n|---|---|---|---|---|---|---|---|"
+        "\n| model | shape | ours-fixed | torch RO, TF32: this run / main table | ratio | ours-fixed-fp16 | torch RO, fp16: this run / main table | ratio |\n|---|---|---|---|---|---|---|---|"
     );
     let mut cases: Vec<(&str, &str)> = Vec::new();
     for r in &run.rows {
@@ -136,17 +141,17 @@ fn render_followup(out: &mut String, index: usize, run: &GpuRun, torch: &[Value]
         let case = torch_case(model, shape);
         let fixed = fastest(run, model, shape, "ours-fixed");
         let fp16 = fastest(run, model, shape, "ours-fixed-fp16");
-        let tf32_torch = torch_reference(run, torch, &case, "tf32");
-        let fp16_torch = torch_reference(run, torch, &case, "fp16");
+        let tf32_torch = TorchReference::new(run, torch, &case, "tf32");
+        let fp16_torch = TorchReference::new(run, torch, &case, "fp16");
         let _ = writeln!(
             out,
             "| {model} | {shape} | {} | {} | {} | {} | {} | {} |",
             cell(fixed),
-            torch_cell(tf32_torch),
-            ratio(fixed, tf32_torch),
+            tf32_torch.cell(),
+            tf32_torch.ratios(fixed),
             cell(fp16),
-            torch_cell(fp16_torch),
-            ratio(fp16, fp16_torch),
+            fp16_torch.cell(),
+            fp16_torch.ratios(fp16),
         );
     }
     out.push('\n');
