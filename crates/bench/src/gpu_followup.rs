@@ -226,6 +226,20 @@ mod tests {
             serde_json::to_string(&run).unwrap(),
         )
         .unwrap();
+        // A second run with its own PyTorch rows.
+        let same_session = serde_json::json!({"device": "cuda", "rows": [
+            {"model": "vit", "seq": null, "impl": "compile-reduce-overhead", "precision": "tf32", "median_ms": 2.0},
+            {"model": "vit", "seq": null, "impl": "compile-reduce-overhead", "precision": "fp16", "median_ms": 1.25}]});
+        let run2 = GpuRun {
+            torch: vec![same_session],
+            notes: vec!["with torch".into()],
+            ..run
+        };
+        std::fs::write(
+            followup.join("2.json"),
+            serde_json::to_string(&run2).unwrap(),
+        )
+        .unwrap();
         let torch = serde_json::json!({"device": "cuda", "rows": [
             {"model": "vit", "seq": null, "impl": "compile-reduce-overhead", "precision": "tf32", "median_ms": 1.25},
             {"model": "vit", "seq": null, "impl": "compile-reduce-overhead", "precision": "fp16", "median_ms": 1.0}]});
@@ -242,7 +256,14 @@ mod tests {
         assert!(page.contains("- what changed"), "{page}");
         assert!(
             page.contains(
-                "| vit_sdpa_ts_op17 | 224x224 | 1.00 (0.99) | 0.80x | 0.50 (0.49) | 0.50x |"
+                "| vit_sdpa_ts_op17 | 224x224 | 1.00 (0.99) | - / 1.25 | - / 0.80x | 0.50 (0.49) | - / 1.00 | - / 0.50x |"
+            ),
+            "{page}"
+        );
+        assert!(page.contains("- with torch"), "{page}");
+        assert!(
+            page.contains(
+                "| vit_sdpa_ts_op17 | 224x224 | 1.00 (0.99) | 2.00 / 1.25 | 0.50x / 0.80x | 0.50 (0.49) | 1.25 / 1.00 | 0.40x / 0.50x |"
             ),
             "{page}"
         );
