@@ -58,7 +58,8 @@ pub fn saved_section(dir: &Path, torch: &[Value]) -> Result<String> {
              torch.compile(mode=\"reduce-overhead\") at the same precision, each ratio twice: \
              against PyTorch measured in the same session where the run has it, and against the \
              main table's PyTorch rows (an earlier run). PyTorch's reduce-overhead medians \
-             moved by 20-31% between sessions on this machine type, ours by under 2%.\n\n",
+             vary between and within sessions far more than ours (see the notes of runs 3 to \
+             5).\n\n",
         );
         for (k, path) in followups.iter().enumerate() {
             let run: GpuRun = read_json(path, "a GPU result file")?;
