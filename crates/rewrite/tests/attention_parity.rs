@@ -491,3 +491,36 @@ fn other_masks_are_not_made_compact() {
     // And unmodified, it does become a 2-D mask_index.
     assert!(mask_is_raw_index(&fused(&original), f32::MIN));
 }
+
+/// With `MultiHeadAttention` (`--attention-op mha`), the `-inf` key-padding mask of the
+/// TorchScript SDPA exports becomes one `[B, 1, T, T]` bias with the finite fill, shared by
+/// every layer, plus the per-sequence flag; the models match the original in ONNX Runtime on
+/// every padding pattern, a fully padded sequence included.
+#[test]
+fn multi_head_attention_takes_one_shared_finite_fill_bias() {
+    let options = OptimizeOptions {
+        attention_op: transfuse_rewrite::AttentionOp::MultiHeadAttention,
+        ..OptimizeOptions::default()
+    };
+    for name in NEG_INF_FILL {
+        let path = tiny_models()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap()
+            .1;
+        let model = Model::load(&path).unwrap();
+        let candidate = optimize(&model, &options).unwrap().0;
+        let biases: std::collections::HashSet<&str> = candidate
+            .graph
+            .nodes
+            .iter()
+            .filter(|n| n.op_type == "MultiHeadAttention")
+            .map(|n| n.inputs[5].as_str())
+            .collect();
+        assert_eq!(count(&candidate, "MultiHeadAttention"), 2, "{name}");
+        assert_eq!(biases.len(), 1, "{name}: {biases:?}");
+        assert_eq!(count(&candidate, "ReduceMax"), 1, "{name}");
+        assert_eq!(count(&candidate, "IsNaN"), 0, "{name}");
+        check(name, &model, &candidate, &onnx_runtime(OptimizationLevel::Disabled));
+    }
+}

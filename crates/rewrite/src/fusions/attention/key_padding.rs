@@ -393,11 +393,12 @@ pub(super) fn mask_index(eg: &mut EGraph, keep: Id) -> Id {
     add_op(eg, to_int32, vec![keep])
 }
 
-/// `Expand(Where(Unsqueeze(keep, [1, 2]), 0, fill), [1, 1, S, T])` (`S`, `T`: dim 1 of
-/// `query_src` and `key_src`): the `[B, 1, S, T]` bias of a key-padding mask with this fill.
-/// Needs ONNX opset 13 or later (`Unsqueeze` with an axes input).
-pub(super) fn compact_bias(eg: &mut EGraph, keep: Id, fill: f32, query_src: Id, key_src: Id) -> Id {
-    let target_shape = super::mapping::query_key_target(eg, query_src, key_src);
+/// `Expand(Where(Unsqueeze(keep, [1, 2]), 0, fill), [1, 1, T, T])` (`T`: dim 1 of `keep`): the
+/// `[B, 1, T, T]` self-attention bias of a key-padding mask with this fill. It reads only
+/// `keep`, so every layer shares it. Needs ONNX opset 13 or later (`Unsqueeze` with an axes
+/// input).
+pub(super) fn compact_self_bias(eg: &mut EGraph, keep: Id, fill: f32) -> Id {
+    let target_shape = super::mapping::query_key_target(eg, keep, keep);
     let (zero, fill) = (add_f32(eg, vec![], &[0.0]), add_f32(eg, vec![], &[fill]));
     let axes = add_i64_vector(eg, &[1, 2]);
     let unsqueezed = add_op(eg, OpNode::new("Unsqueeze", ""), vec![keep, axes]);

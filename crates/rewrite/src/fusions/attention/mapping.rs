@@ -543,12 +543,11 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
             materialize(eg, core.value)?,
         );
         let bias = match finite_fill_keep {
-            Some(keep) => Some(super::key_padding::compact_bias(
+            // `keep` fits the layer input (self-attention), so the bias is `[B, 1, T, T]`.
+            Some(keep) => Some(super::key_padding::compact_self_bias(
                 eg,
                 keep,
                 nan_guard::FINITE_FILL,
-                q,
-                k,
             )),
             None => attention_bias(eg, core.bias, q, k, core.heads).ok()?,
         };
