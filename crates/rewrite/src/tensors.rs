@@ -5,7 +5,7 @@
 //! iteration) finds the same id instead of growing the e-graph.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use transfuse_ir::{DataType, Tensor};
 
@@ -32,6 +32,8 @@ pub struct TensorEntry {
     pub tensor: Arc<Tensor>,
     /// Where it came from.
     pub origin: TensorOrigin,
+    /// [`TensorTable::finite_max_abs`], computed on first use.
+    max_abs: OnceLock<Option<f32>>,
 }
 
 /// All tensors the e-graph refers to.
@@ -46,7 +48,11 @@ impl TensorTable {
     /// Adds a tensor and returns its id.
     pub fn add(&mut self, tensor: Arc<Tensor>, origin: TensorOrigin) -> TensorId {
         let id = TensorId(u32::try_from(self.entries.len()).unwrap_or(u32::MAX));
-        self.entries.push(TensorEntry { tensor, origin });
+        self.entries.push(TensorEntry {
+            tensor,
+            origin,
+            max_abs: OnceLock::new(),
+        });
         id
     }
 
@@ -81,6 +87,14 @@ impl TensorTable {
         self.get(id).map(|e| &e.tensor)
     }
 
+    /// The largest `|value|` of a float32 tensor; `None` when it holds a NaN or an infinity,
+    /// is not float32 or has no data. Computed once per tensor (a rule may ask on every match
+    /// of every iteration, and an embedding table has tens of millions of values).
+    pub fn finite_max_abs(&self, id: TensorId) -> Option<f32> {
+        let entry = self.get(id)?;
+        *entry.max_abs.get_or_init(|| finite_max_abs(&entry.tensor))
+    }
+
     /// Number of tensors.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -95,4 +109,21 @@ impl TensorTable {
     pub fn dtype(&self, id: TensorId) -> Option<DataType> {
         self.tensor(id).map(|t| t.dtype)
     }
+}
+
+/// See [`TensorTable::finite_max_abs`]. On the bit patterns: with the sign bit cleared, the
+/// order of non-negative floats is that of their bits as integers, and every pattern from
+/// `0x7f80_0000` up is an infinity or a NaN. An integer max vectorizes.
+fn finite_max_abs(tensor: &Tensor) -> Option<f32> {
+    const EXPONENT_ALL_ONES: u32 = 0x7f80_0000;
+    if tensor.dtype != DataType::Float {
+        return None;
+    }
+    let raw = tensor.raw_bytes().ok()?;
+    let max_bits = raw
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) & 0x7fff_ffff)
+        .max()
+        .unwrap_or(0);
+    (max_bits < EXPONENT_ALL_ONES).then(|| f32::from_bits(max_bits))
 }

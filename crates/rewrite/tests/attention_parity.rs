@@ -521,6 +521,11 @@ fn multi_head_attention_takes_one_shared_finite_fill_bias() {
         assert_eq!(biases.len(), 1, "{name}: {biases:?}");
         assert_eq!(count(&candidate, "ReduceMax"), 1, "{name}");
         assert_eq!(count(&candidate, "IsNaN"), 0, "{name}");
-        check(name, &model, &candidate, &onnx_runtime(OptimizationLevel::Disabled));
+        check(
+            name,
+            &model,
+            &candidate,
+            &onnx_runtime(OptimizationLevel::Disabled),
+        );
     }
 }

@@ -185,3 +185,40 @@ fn fused_embeddings_match_the_original() {
         }
     }
 }
+
+/// ONNX Runtime's `EmbedLayerNormalization` kernel accumulates its row statistics in float32
+/// and gives NaN for embeddings near `f32::MAX`, where `LayerNormalization` stays finite. So
+/// a table holding a NaN, an infinity or a value whose square overflows those statistics keeps
+/// the original layer norm; a large but safe value still fuses.
+#[test]
+fn does_not_fire_on_tables_that_can_overflow_the_fused_statistics() {
+    let model = bert_embeddings(EmbeddingOptions::default());
+    // The word table: the largest 2-D float initializer.
+    let word = model
+        .graph
+        .initializers
+        .values()
+        .filter(|t| t.dims.len() == 2 && t.dtype == DataType::Float)
+        .max_by_key(|t| t.dims[0])
+        .unwrap()
+        .as_ref()
+        .clone();
+    let with = |value: f32| {
+        let mut values = word.to_f32_vec().unwrap();
+        values[5] = value;
+        let mut changed = model.clone();
+        changed
+            .graph
+            .add_initializer(transfuse_ir::Tensor::from_f32(
+                &word.name,
+                word.dims.clone(),
+                &values,
+            ));
+        changed
+    };
+    for value in [f32::NAN, f32::INFINITY, -3.4e38, 1e20] {
+        let fused = optimized(&with(value));
+        assert!(embed_nodes(&fused).is_empty(), "{value}");
+    }
+    assert_eq!(embed_nodes(&optimized(&with(1e6))).len(), 1);
+}

@@ -8,7 +8,9 @@
 //!   `[1, S]`): a `Slice(C, [0], [S], axes [1])` of a constant whose values are `0, 1, 2, ...`,
 //!   a `Range(0, S, 1)` (optionally unsqueezed), or a folded constant with those values;
 //! - the layer norm runs over the last axis with float32 statistics, and its epsilon is
-//!   non-negative and finite (ONNX Runtime refuses the fused op otherwise).
+//!   non-negative and finite (ONNX Runtime refuses the fused op otherwise);
+//! - the tables are finite and far from overflowing the fused kernel's float32 statistics
+//!   ([`tables_are_bounded`]).
 //!
 //! The ids are cast to int32 as the op requires. RoBERTa-style positions (`CumSum` over the
 //! ids) are not `0..S-1` and stay unfused. Invalid ids differ: ONNX `Gather` accepts
@@ -154,6 +156,29 @@ fn is_table(eg: &EGraph, table: Id, hidden: &SymDim) -> Option<i64> {
         .flatten()
 }
 
+/// Headroom below `f32::MAX` that `H · (Σ max|table|)²` must keep (see [`tables_are_bounded`]).
+const SQUARE_SUM_HEADROOM: f64 = 16_777_216.0; // 2^24
+
+/// True when the tables are finite and small enough that no sum of their rows overflows in
+/// ONNX Runtime's `EmbedLayerNormalization` kernel. It accumulates the statistics of a row in
+/// float32 (its `LayerNormalization` does not overflow there): with `|x_k| ≤ Σ_t max|table_t|`,
+/// the sum of squares over `hidden` channels is at most `hidden · (Σ_t max|table_t|)²`, which
+/// must stay far below `f32::MAX`. Real embeddings are of order 1; a table near `f32::MAX`
+/// (or holding NaN or an infinity) keeps the original layer norm.
+fn tables_are_bounded(eg: &EGraph, tables: &[Id], hidden: i64) -> bool {
+    let mut bound = 0.0_f64;
+    for &table in tables {
+        let max_abs = const_tensor(eg, table).and_then(|id| eg.analysis.tensors.finite_max_abs(id));
+        let Some(max_abs) = max_abs else {
+            return false;
+        };
+        bound += f64::from(max_abs);
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let square_sum = hidden as f64 * bound * bound;
+    square_sum <= f64::from(f32::MAX) / SQUARE_SUM_HEADROOM
+}
+
 /// `ids` as int32 (a `Cast` unless they already are).
 fn as_int32(eg: &mut EGraph, ids: Id) -> Id {
     if dtype(eg, ids) == Some(DataType::Int32) {
@@ -231,6 +256,11 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     let (word_table, word_ids) = (others.first()?.1, others.first()?.2);
     let segment = others.get(1).map(|&(_, t, ids)| (t, ids));
 
+    let mut tables = vec![word_table, pos_table];
+    tables.extend(segment.map(|(t, _)| t));
+    if !tables_are_bounded(eg, &tables, hidden.as_known()?) {
+        return None;
+    }
     let ids32 = as_int32(eg, word_ids);
     let (seg_ids, seg_table) = match segment {
         Some((table, ids)) => (as_int32(eg, ids), table),
