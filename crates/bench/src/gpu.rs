@@ -156,7 +156,17 @@ pub fn saved_section() -> Result<String> {
     Ok(if runs.is_empty() {
         followups
     } else {
-        format!("\n{}{followups}", render(&runs, &[]))
+        let pointer = if followups.is_empty() {
+            vec![]
+        } else {
+            vec![
+                "The follow-up runs below measure later code on the same machine type; where they \
+                 cover an export, they supersede its rows above (each run's note says what \
+                 changed)."
+                    .to_string(),
+            ]
+        };
+        format!("\n{}{followups}", render(&runs, &pointer))
     })
 }
 
