@@ -400,6 +400,11 @@ pub(super) fn mask_index(eg: &mut EGraph, keep: Id) -> Id {
 pub(super) fn compact_self_bias(eg: &mut EGraph, keep: Id, fill: f32) -> Id {
     let target_shape = super::mapping::query_key_target(eg, keep, keep);
     let (zero, fill) = (add_f32(eg, vec![], &[0.0]), add_f32(eg, vec![], &[fill]));
+    compact_bias(eg, keep, zero, fill, target_shape)
+}
+
+/// `Expand(Where(Unsqueeze(keep, [1, 2]), zero, fill), target_shape)`.
+fn compact_bias(eg: &mut EGraph, keep: Id, zero: Id, fill: Id, target_shape: Id) -> Id {
     let axes = add_i64_vector(eg, &[1, 2]);
     let unsqueezed = add_op(eg, OpNode::new("Unsqueeze", ""), vec![keep, axes]);
     let selected = add_op(eg, OpNode::new("Where", ""), vec![unsqueezed, zero, fill]);
@@ -430,13 +435,10 @@ pub(super) fn add_compact_form(eg: &mut EGraph, bias: Id, fed: Id, query_src: Id
     } else {
         super::mapping::query_key_target(eg, query_src, key_src)
     };
-    let axes = add_i64_vector(eg, &[1, 2]);
     // Known fill values become shared scalars, so layers that each carry their own copy of
     // `0` and `-inf` end up with one compact mask.
     let (zero, fill) = (scalar_const(eg, zero), scalar_const(eg, fill));
-    let unsqueezed = add_op(eg, OpNode::new("Unsqueeze", ""), vec![keep, axes]);
-    let selected = add_op(eg, OpNode::new("Where", ""), vec![unsqueezed, zero, fill]);
-    let expanded = add_op(eg, OpNode::new("Expand", ""), vec![selected, target_shape]);
+    let expanded = compact_bias(eg, keep, zero, fill, target_shape);
     // `bias[b, 0, q, k] = where(keep[b, k], zero, fill)` for every q, so any broadcast of it to
     // `[B, 1, S, T]` equals the compact form; the shapes must agree for that.
     if shape(eg, expanded).is_some() && shape(eg, expanded) == shape(eg, fed) {
