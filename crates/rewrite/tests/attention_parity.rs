@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod attention_models;
+mod support;
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,8 @@ use transfuse_parity::{
     generate_inputs_with_symbols, max_abs_diff, prepare, run_model,
 };
 use transfuse_rewrite::{OptimizeOptions, optimize};
+
+use support::count;
 
 const TOLERANCE: f64 = 1e-4;
 const SEQUENCE: usize = 16;
@@ -318,10 +321,6 @@ fn fully_padded_sequence_gives_what_the_original_gives() {
 
 /// The tiny text exports whose mask fills `-inf` (TorchScript SDPA).
 const NEG_INF_FILL: [&str; 2] = ["bert_sdpa_ts_op17", "roberta_sdpa_ts_op14"];
-
-fn count(model: &Model, op: &str) -> usize {
-    model.graph.nodes.iter().filter(|n| n.op_type == op).count()
-}
 
 /// The producer of value `name` in `model`.
 fn producer<'a>(model: &'a Model, name: &str) -> Option<&'a transfuse_ir::Node> {

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::collections::HashMap;
 
 use support::python_checks::check_models;
+use support::spec_by_input;
 use transfuse_interp::{Interpreter, Value};
 use transfuse_ir::{DataType, Dim, Model, Tensor};
 use transfuse_ort::{OptimizationLevel, SessionOptions};
@@ -81,18 +82,6 @@ fn spec_by_dim_name(model: &Model, inputs: &[Tensor]) -> String {
         }
     }
     items.join(",")
-}
-
-/// The spec by input: every input's whole shape (`input_ids=2x16`).
-fn spec_by_input(inputs: &[Tensor]) -> String {
-    inputs
-        .iter()
-        .map(|t| {
-            let dims: Vec<String> = t.dims.iter().map(i64::to_string).collect();
-            format!("{}={}", t.name, dims.join("x"))
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 fn fixed(model: &Model, spec: &str) -> Result<Model, RewriteError> {

@@ -9,8 +9,9 @@ mod support;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use support::model_of;
 use support::python_checks::check_models;
-use transfuse_ir::{AttrValue, DataType, Dim, Graph, Model, Node, OpsetImport, Tensor, ValueInfo};
+use transfuse_ir::{AttrValue, DataType, Dim, Graph, Model, Node, Tensor, ValueInfo};
 use transfuse_ort::{OptimizationLevel, SessionOptions};
 use transfuse_parity::{InputSource, Options, Runtime, Tolerance, read_test_data};
 use transfuse_rewrite::{Float16Options, OptimizeOptions, fused_op_types, optimize, to_float16};
@@ -211,15 +212,7 @@ fn max_model() -> Model {
         Node::new("Max", "", s(&["xw", "c"]), s(&["m"])),
         Node::new("Add", "", s(&["m", "b"]), s(&["y"])),
     ];
-    Model {
-        ir_version: 8,
-        opset_imports: vec![OpsetImport {
-            domain: String::new(),
-            version: 17,
-        }],
-        graph: g,
-        ..Model::default()
-    }
+    model_of(g, 17)
 }
 
 #[test]

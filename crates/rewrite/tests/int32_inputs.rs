@@ -16,7 +16,8 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use support::python_checks::check_models;
-use transfuse_ir::{AttrValue, DataType, Dim, Graph, Model, Node, OpsetImport, Tensor, ValueInfo};
+use support::{model_of, spec_by_input};
+use transfuse_ir::{AttrValue, DataType, Dim, Graph, Model, Node, Tensor, ValueInfo};
 use transfuse_ort::{OptimizationLevel, SessionOptions};
 use transfuse_parity::{
     InputSource, Options, Runtime, Tolerance, conform_inputs, max_abs_diff, read_test_data,
@@ -275,15 +276,7 @@ fn readers_model() -> Model {
         g.outputs.push(ValueInfo::tensor(o, dtype, known(shape)));
     }
     g.check().unwrap();
-    Model {
-        ir_version: 8,
-        opset_imports: vec![OpsetImport {
-            domain: String::new(),
-            version: 17,
-        }],
-        graph: g,
-        ..Model::default()
-    }
+    model_of(g, 17)
 }
 
 #[test]
@@ -353,18 +346,6 @@ fn each_reader_gets_the_int32_input_or_one_shared_cast() {
     }
 }
 
-/// A spec fixing every input at its test-data shape (`input_ids=2x16,...`).
-fn spec_of(inputs: &[Tensor]) -> String {
-    inputs
-        .iter()
-        .map(|t| {
-            let dims: Vec<String> = t.dims.iter().map(i64::to_string).collect();
-            format!("{}={}", t.name, dims.join("x"))
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// BERT with fixed shapes, int32 inputs and float16.
 fn combined() -> (Model, Model, PathBuf) {
     let path = testdata().join("tiny/bert_eager_ts_op14.onnx");
@@ -372,7 +353,7 @@ fn combined() -> (Model, Model, PathBuf) {
     let model = Model::load(&path).unwrap();
     let inputs = read_test_data(&model, &data).unwrap().inputs;
     let options = OptimizeOptions {
-        fixed_shapes: spec_of(&inputs).parse().unwrap(),
+        fixed_shapes: spec_by_input(&inputs).parse().unwrap(),
         int32_inputs: true,
         ..OptimizeOptions::default()
     };

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod attention_models;
+mod support;
 
 use std::path::PathBuf;
 
@@ -15,12 +16,10 @@ use transfuse_ort::OptimizationLevel;
 use transfuse_parity::{InputSpec, Padding, Runtime, generate_inputs, run_model};
 use transfuse_rewrite::{OptimizeOptions, optimize};
 
+use support::{count, model_of};
+
 fn fused(model: &Model) -> Model {
     optimize(model, &OptimizeOptions::default()).unwrap().0
-}
-
-fn count(model: &Model, op: &str) -> usize {
-    model.graph.nodes.iter().filter(|n| n.op_type == op).count()
 }
 
 fn tiny(name: &str) -> Model {
@@ -102,7 +101,7 @@ fn same_results(a: &Outputs, b: &Outputs) -> Result<(), String> {
 
 /// `LayerNormalization(x + MatMul(h, W) + bias)` at opset 17 with `epsilon`.
 fn residual_layer_norm(epsilon: f32) -> Model {
-    use transfuse_ir::{DataType, Dim, Graph, Node, OpsetImport, ValueInfo};
+    use transfuse_ir::{DataType, Dim, Graph, Node, ValueInfo};
     let dims = || {
         Some(vec![
             Dim::Symbol("batch".into()),
@@ -156,15 +155,7 @@ fn residual_layer_norm(epsilon: f32) -> Model {
     ];
     graph.outputs = vec![ValueInfo::tensor("y", DataType::Float, dims())];
     graph.check().unwrap();
-    Model {
-        ir_version: 8,
-        opset_imports: vec![OpsetImport {
-            domain: String::new(),
-            version: 17,
-        }],
-        graph,
-        ..Model::default()
-    }
+    model_of(graph, 17)
 }
 
 #[test]
@@ -377,17 +368,20 @@ fn nan_guard_keeps_its_semantics_for_overflow_and_nan_weights() {
     }
 }
 
+/// The node of `model` that produces `value`.
+fn producer<'a>(model: &'a Model, value: &str) -> Option<&'a transfuse_ir::Node> {
+    model
+        .graph
+        .nodes
+        .iter()
+        .find(|n| n.outputs.iter().any(|o| o == value))
+}
+
 /// The op type producing what each NaN guard's `ReduceSum(t · 0)` reads as `t`: a
 /// normalization for the by-input form, the value projection (`Add`/`MatMul`) for the
 /// by-column form.
 fn guard_sources(model: &Model) -> Vec<String> {
-    let producer = |value: &str| {
-        model
-            .graph
-            .nodes
-            .iter()
-            .find(|n| n.outputs.iter().any(|o| o == value))
-    };
+    let producer = |value: &str| producer(model, value);
     model
         .graph
         .nodes
@@ -410,14 +404,7 @@ const GUARDED: [&str; 4] = [
 /// The number of `Mul(F, any_kept)` guards: a fused attention output times a `ReduceMax`
 /// of the mask.
 fn keep_guards(model: &Model) -> usize {
-    let producer = |value: &str| {
-        model
-            .graph
-            .nodes
-            .iter()
-            .find(|n| n.outputs.iter().any(|o| o == value))
-            .map(|n| n.op_type.as_str())
-    };
+    let producer = |value: &str| producer(model, value).map(|n| n.op_type.as_str());
     model
         .graph
         .nodes

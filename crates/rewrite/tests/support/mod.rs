@@ -101,16 +101,33 @@ impl Builder {
 
     pub fn build(mut self) -> Model {
         self.graph.check().unwrap();
-        Model {
-            ir_version: 8,
-            opset_imports: vec![OpsetImport {
-                domain: String::new(),
-                version: self.opset,
-            }],
-            graph: self.graph,
-            ..Model::default()
-        }
+        model_of(self.graph, self.opset)
     }
+}
+
+/// A model of `graph` importing the default domain at `opset` (IR version 8).
+pub fn model_of(graph: Graph, opset: i64) -> Model {
+    Model {
+        ir_version: 8,
+        opset_imports: vec![OpsetImport {
+            domain: String::new(),
+            version: opset,
+        }],
+        graph,
+        ..Model::default()
+    }
+}
+
+/// A `--fix-shapes` spec fixing every input at its shape in `inputs` (`input_ids=2x16,...`).
+pub fn spec_by_input(inputs: &[Tensor]) -> String {
+    inputs
+        .iter()
+        .map(|t| {
+            let dims: Vec<String> = t.dims.iter().map(i64::to_string).collect();
+            format!("{}={}", t.name, dims.join("x"))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Values in [-2, 2) from a seed and an index (splitmix64).
