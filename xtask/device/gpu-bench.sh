@@ -12,15 +12,8 @@ set -uo pipefail
 kit=$(cd "$(dirname "$0")" && pwd)
 json=$1
 shift
-mkdir -p /tmp/chunks /tmp/gpubin
-cp "$kit"/ort/* /tmp/chunks/
-# shellcheck disable=SC1091
-source /tmp/chunks/env.sh || exit 1
-for f in "$kit"/bin/*.xz; do
-  b=/tmp/gpubin/$(basename "$f" .xz)
-  [ -x "$b" ] || { python3 -c "import lzma,sys,shutil; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$f" "$b" && chmod +x "$b"; }
-done
-export PYTHONUNBUFFERED=1
+# shellcheck source=gpu-kit-setup.sh
+source "$kit/gpu-kit-setup.sh"
 mkdir -p "$(dirname "$json")"
 echo "cores: $(nproc); $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)"
 /tmp/gpubin/xtask bench --device cuda --transfuse /tmp/gpubin/transfuse --peer-python "$(command -v python3)" \

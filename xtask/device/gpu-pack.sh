@@ -34,7 +34,7 @@ sed 's#cat /tmp/chunks/cuda.xz.0 /tmp/chunks/cuda.xz.1 /tmp/chunks/cuda.xz.2 /tm
 grep -q 'cuda.xz.\*' target/gpuk/ort/env.sh || { echo "env.sh changed: cannot point it at the pieces" >&2; exit 1; }
 for b in xtask transfuse; do strip -o "target/gpuk/bin/$b" "$release/$b"; xz -T2 -6 -f "target/gpuk/bin/$b"; done
 cp -r "$here/../python" target/gpuk/python
-cp "$here/gpu-bench.sh" "$here/gpu-profile.sh" target/gpuk/
+cp "$here/gpu-bench.sh" "$here/gpu-profile.sh" "$here/gpu-kit-setup.sh" target/gpuk/
 kit=$(du -cb target/gpuk | tail -1 | cut -f1)
 [ "$kit" -lt "$room" ] || { echo "target/gpuk ($kit bytes) does not fit beside the checkout" >&2; exit 1; }
 ls target/gpuc

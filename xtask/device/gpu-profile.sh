@@ -18,15 +18,9 @@
 # threshold of 256 tokens).
 set -uo pipefail
 kit=$(cd "$(dirname "$0")" && pwd)
-mkdir -p /tmp/chunks /tmp/gpubin /tmp/prof
-cp "$kit"/ort/* /tmp/chunks/
-# shellcheck disable=SC1091
-source /tmp/chunks/env.sh || exit 1
-for f in "$kit"/bin/*.xz; do
-  b=/tmp/gpubin/$(basename "$f" .xz)
-  [ -x "$b" ] || { python3 -c "import lzma,sys,shutil; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$f" "$b" && chmod +x "$b"; }
-done
-export PYTHONUNBUFFERED=1
+mkdir -p /tmp/prof
+# shellcheck source=gpu-kit-setup.sh
+source "$kit/gpu-kit-setup.sh"
 json=$1
 shift
 fp32=() fp16=() extra=()
