@@ -171,6 +171,22 @@ impl Node {
         self.domain.is_empty() || self.domain == "ai.onnx"
     }
 
+    /// True when an attribute holds a graph (`If`, `Loop`, `Scan` bodies and the like).
+    ///
+    /// ```
+    /// use transfuse_ir::{AttrValue, Node};
+    /// let add = Node::new("Add", "", vec!["a".into(), "b".into()], vec!["c".into()]);
+    /// assert!(!add.has_subgraph());
+    /// let branch = AttrValue::Graph(Box::default());
+    /// let cond = Node::new("If", "", vec!["c".into()], vec!["y".into()]).with_attr("then_branch", branch);
+    /// assert!(cond.has_subgraph());
+    /// ```
+    pub fn has_subgraph(&self) -> bool {
+        self.attributes
+            .iter()
+            .any(|a| matches!(a.value, AttrValue::Graph(_) | AttrValue::Graphs(_)))
+    }
+
     /// A label for messages: the name, or `<op_type>#<outputs[0]>` for unnamed nodes.
     pub fn label(&self) -> String {
         if !self.name.is_empty() {

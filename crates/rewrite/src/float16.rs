@@ -142,11 +142,7 @@ pub fn to_float16(
     options: &Float16Options,
 ) -> Result<(Model, Float16Report), RewriteError> {
     let graph = &model.graph;
-    if let Some(node) = graph.nodes.iter().find(|n| {
-        n.attributes
-            .iter()
-            .any(|a| matches!(a.value, AttrValue::Graph(_) | AttrValue::Graphs(_)))
-    }) {
+    if let Some(node) = graph.nodes.iter().find(|n| n.has_subgraph()) {
         return Err(RewriteError::Float16(format!(
             "node '{}' has a subgraph; graphs with subgraphs are not converted",
             node.label()

@@ -78,11 +78,7 @@ pub fn narrow_int64_inputs(model: &Model) -> Result<(Model, Int32InputsReport), 
     if candidates.is_empty() {
         return Ok((model.clone(), report));
     }
-    if let Some(node) = graph.nodes.iter().find(|n| {
-        n.attributes
-            .iter()
-            .any(|a| matches!(a.value, AttrValue::Graph(_) | AttrValue::Graphs(_)))
-    }) {
+    if let Some(node) = graph.nodes.iter().find(|n| n.has_subgraph()) {
         return Err(RewriteError::Int32Inputs(format!(
             "node '{}' has a subgraph; graphs with subgraphs are not narrowed",
             node.label()

@@ -18,7 +18,7 @@
 
 use std::collections::HashSet;
 
-use transfuse_ir::{AttrValue, Dim, Model, ValueInfo, ValueType};
+use transfuse_ir::{Dim, Model, ValueInfo, ValueType};
 
 use crate::error::RewriteError;
 use crate::options::{FusionSet, OptimizeOptions};
@@ -138,10 +138,7 @@ pub fn can_raise(model: &Model, from: i64, to: i64) -> bool {
     }
     model.graph.nodes.iter().all(|n| {
         let default_domain = crate::lang::is_default_domain(&n.domain);
-        let subgraph = n
-            .attributes
-            .iter()
-            .any(|a| matches!(a.value, AttrValue::Graph(_) | AttrValue::Graphs(_)));
+        let subgraph = n.has_subgraph();
         let changed = default_domain
             && SEMANTIC_CHANGES.iter().any(|(op, versions)| {
                 *op == n.op_type && versions.iter().any(|&v| from < v && v <= to)

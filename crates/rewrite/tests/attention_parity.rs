@@ -25,7 +25,7 @@ use transfuse_parity::{
 };
 use transfuse_rewrite::{OptimizeOptions, optimize};
 
-use support::count;
+use support::{count, producer};
 
 const TOLERANCE: f64 = 1e-4;
 const SEQUENCE: usize = 16;
@@ -124,6 +124,16 @@ fn tiny_models() -> Vec<(String, PathBuf)> {
         .collect();
     models.sort();
     models
+}
+
+/// The tiny model called `name`, loaded.
+fn tiny(name: &str) -> Model {
+    let path = tiny_models()
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no tiny model {name}"))
+        .1;
+    Model::load(&path).unwrap()
 }
 
 /// The synthetic forms that no testdata model contains.
@@ -322,15 +332,6 @@ fn fully_padded_sequence_gives_what_the_original_gives() {
 /// The tiny text exports whose mask fills `-inf` (TorchScript SDPA).
 const NEG_INF_FILL: [&str; 2] = ["bert_sdpa_ts_op17", "roberta_sdpa_ts_op14"];
 
-/// The producer of value `name` in `model`.
-fn producer<'a>(model: &'a Model, name: &str) -> Option<&'a transfuse_ir::Node> {
-    model
-        .graph
-        .nodes
-        .iter()
-        .find(|n| n.outputs.iter().any(|o| o == name))
-}
-
 /// True when the model has Attention nodes and `check` holds for each.
 fn every_attention(model: &Model, check: impl Fn(&transfuse_ir::Node) -> bool) -> bool {
     let mut attention = model
@@ -400,12 +401,7 @@ fn key_padding_masks_become_compact() {
         ("distilbert_eager_ts_op14", None),
         ("roberta_sdpa_ts_op14", None),
     ] {
-        let path = tiny_models()
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .unwrap()
-            .1;
-        let original = Model::load(&path).unwrap();
+        let original = tiny(name);
         let candidate = fused(&original);
         assert!(mask_is_raw_index(&candidate, f32::MIN), "{name}");
         if let Some(weights) = query_weights {
@@ -453,12 +449,7 @@ fn set_constant(model: &mut Model, output: &str, value: Tensor) {
 /// true (`q >= 3`, the first query rows fully masked).
 #[test]
 fn other_masks_are_not_made_compact() {
-    let path = tiny_models()
-        .into_iter()
-        .find(|(n, _)| n == "bert_eager_ts_op14")
-        .unwrap()
-        .1;
-    let original = Model::load(&path).unwrap();
+    let original = tiny("bert_eager_ts_op14");
     let mut wrong_stride = original.clone();
     set_constant(
         &mut wrong_stride,
@@ -502,12 +493,7 @@ fn multi_head_attention_takes_one_shared_finite_fill_bias() {
         ..OptimizeOptions::default()
     };
     for name in NEG_INF_FILL {
-        let path = tiny_models()
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .unwrap()
-            .1;
-        let model = Model::load(&path).unwrap();
+        let model = tiny(name);
         let candidate = optimize(&model, &options).unwrap().0;
         let biases: std::collections::HashSet<&str> = candidate
             .graph

@@ -16,7 +16,7 @@ use transfuse_ort::OptimizationLevel;
 use transfuse_parity::{InputSpec, Padding, Runtime, generate_inputs, run_model};
 use transfuse_rewrite::{OptimizeOptions, optimize};
 
-use support::{count, model_of};
+use support::{count, model_of, producer};
 
 fn fused(model: &Model) -> Model {
     optimize(model, &OptimizeOptions::default()).unwrap().0
@@ -366,15 +366,6 @@ fn nan_guard_keeps_its_semantics_for_overflow_and_nan_weights() {
             }
         }
     }
-}
-
-/// The node of `model` that produces `value`.
-fn producer<'a>(model: &'a Model, value: &str) -> Option<&'a transfuse_ir::Node> {
-    model
-        .graph
-        .nodes
-        .iter()
-        .find(|n| n.outputs.iter().any(|o| o == value))
 }
 
 /// The op type producing what each NaN guard's `ReduceSum(t · 0)` reads as `t`: a

@@ -24,7 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use transfuse_interp::Interpreter;
-use transfuse_ir::{AttrValue, DataType, Dim, Graph, Model, Node, Tensor, ValueInfo, ValueType};
+use transfuse_ir::{DataType, Dim, Graph, Model, Node, Tensor, ValueInfo, ValueType};
 
 use egg::Id;
 
@@ -215,11 +215,7 @@ impl Fold<'_> {
     /// The values of `node`'s outputs when it can be folded.
     fn node(&self, node: &Node, pinned: &HashSet<&str>) -> Option<Vec<Tensor>> {
         let deterministic = !NONDETERMINISTIC.contains(&node.op_type.as_str());
-        let subgraph = node
-            .attributes
-            .iter()
-            .any(|a| matches!(a.value, AttrValue::Graph(_) | AttrValue::Graphs(_)));
-        if !node.is_onnx() || !deterministic || subgraph {
+        if !node.is_onnx() || !deterministic || node.has_subgraph() {
             return None;
         }
         let outputs: Vec<&String> = node.outputs.iter().filter(|o| !o.is_empty()).collect();

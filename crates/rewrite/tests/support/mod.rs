@@ -149,6 +149,15 @@ pub fn run_with(model: &Model, fusions: &str) -> (Model, Report) {
     optimize(model, &options).unwrap()
 }
 
+/// The node of `model` that produces `value`.
+pub fn producer<'a>(model: &'a Model, value: &str) -> Option<&'a Node> {
+    model
+        .graph
+        .nodes
+        .iter()
+        .find(|n| n.outputs.iter().any(|o| o == value))
+}
+
 /// Count of nodes with this op type (any domain).
 pub fn count(model: &Model, op: &str) -> usize {
     model.graph.nodes.iter().filter(|n| n.op_type == op).count()
