@@ -323,25 +323,23 @@ pub(super) fn fold(
             })
         }
         "Slice" => {
+            // Any rank: exporters reverse a pads matrix ([k, 2], step -1) before F.pad.
             let data = v(0)?;
-            if data.dims.len() != 1 {
-                return None;
+            let rank = data.dims.len();
+            let mut picks: Vec<Vec<usize>> = data.dims.iter().map(|&d| (0..d).collect()).collect();
+            for (axis, start, end, step) in slice_params(node, inputs, rank)? {
+                let len = i64::try_from(data.dims[axis]).ok()?;
+                let (first, count) = slice_len(len, start, end, step)?;
+                picks[axis] = (0..count)
+                    .map(|k| {
+                        k.checked_mul(step)
+                            .and_then(|o| o.checked_add(first))
+                            .and_then(|i| usize::try_from(i).ok())
+                    })
+                    .collect::<Option<_>>()?;
             }
-            let params = slice_params(node, inputs, 1)?;
-            let [(_, start, end, step)] = params.as_slice() else {
-                return None;
-            };
-            let len = data.elems.len() as i64;
-            let (s, count) = slice_len(len, *start, *end, *step)?;
-            let elems: Vec<Scalar> = (0..count)
-                .map(|k| {
-                    k.checked_mul(*step)
-                        .and_then(|o| o.checked_add(s))
-                        .and_then(|i| usize::try_from(i).ok())
-                        .and_then(|i| data.elems.get(i).cloned())
-                })
-                .collect::<Option<_>>()?;
-            Some(ConstValue::vector(elems))
+            let axes: Vec<usize> = (0..rank).collect();
+            rearranged(data, &axes, &picks)
         }
         "ConstantOfShape" => {
             let dims = facts.shape.as_ref()?;
@@ -383,10 +381,20 @@ pub(super) fn fold(
         }),
         "Transpose" => {
             let x = v(0)?;
-            (x.dims.len() <= 1 || x.elems.len() <= 1).then(|| ConstValue {
-                dims: x.dims.iter().rev().copied().collect(),
-                elems: x.elems.clone(),
-            })
+            let rank = x.dims.len();
+            let perm: Vec<usize> = match node.attr_ints("perm") {
+                Some(p) => p
+                    .iter()
+                    .map(|&a| usize::try_from(a).ok().filter(|&a| a < rank))
+                    .collect::<Option<_>>()?,
+                None => (0..rank).rev().collect(),
+            };
+            let mut seen = vec![false; rank];
+            if perm.len() != rank || perm.iter().any(|&a| std::mem::replace(&mut seen[a], true)) {
+                return None;
+            }
+            let picks: Vec<Vec<usize>> = perm.iter().map(|&a| (0..x.dims[a]).collect()).collect();
+            rearranged(x, &perm, &picks)
         }
         _ if ELEMENTWISE_BINARY.contains(&op) || COMPARISONS.contains(&op) => {
             if inputs.len() != 2 {
@@ -411,4 +419,27 @@ pub(super) fn fold(
             })
         }
     }
+}
+
+/// The value whose output axis `i` runs over the positions `picks[i]` of `x`'s axis
+/// `axes[i]` (row-major): a transpose when `axes` is a permutation, a strided slice when it
+/// is the identity. `axes` is a permutation of `x`'s axes and every pick is in range.
+fn rearranged(x: &ConstValue, axes: &[usize], picks: &[Vec<usize>]) -> Option<ConstValue> {
+    let mut strides = vec![1usize; x.dims.len()];
+    for a in (0..x.dims.len().saturating_sub(1)).rev() {
+        strides[a] = strides[a + 1].checked_mul(x.dims[a + 1])?;
+    }
+    let dims: Vec<usize> = picks.iter().map(Vec::len).collect();
+    let total = capped_numel(&dims)?;
+    let mut elems = Vec::with_capacity(total);
+    for flat in 0..total {
+        let (mut rest, mut source) = (flat, 0usize);
+        for i in (0..dims.len()).rev() {
+            let position = picks[i][rest % dims[i]];
+            rest /= dims[i];
+            source += position * strides[axes[i]];
+        }
+        elems.push(x.elems.get(source)?.clone());
+    }
+    Some(ConstValue { dims, elems })
 }

@@ -69,6 +69,48 @@ fn folds_shape_arithmetic() {
     }
 }
 
+/// A `[rows, cols]` int64 constant.
+fn int_matrix(rows: usize, v: &[i64]) -> ClassData {
+    let elems = v.iter().map(|&x| Scalar::Int(SymDim::known(x))).collect();
+    let dims = vec![rows, v.len() / rows];
+    constant(DataType::Int64, ConstValue { dims, elems })
+}
+
+/// PyTorch's `F.pad` as the TorchScript exporter writes it: the pads matrix (one row per
+/// dim, begin and end) reversed along its rows, transposed and flattened. Both steps fold,
+/// so the `Pad` after them has constant pads.
+#[test]
+fn folds_reversed_and_transposed_pad_matrices() {
+    let pads = || int_matrix(3, &[0, 0, 1, 2, 3, 4]);
+    let reversed = onnx("Slice");
+    let reverse_rows = vec![
+        pads(),
+        ints(&[-1]),
+        ints(&[i64::MIN + 1]),
+        ints(&[0]),
+        ints(&[-1]),
+    ];
+    check_value(&reversed, &reverse_rows, "[3, 4, 1, 2, 0, 0]");
+    let every_other_column = vec![pads(), ints(&[1]), ints(&[2]), ints(&[1]), ints(&[1])];
+    check_value(&reversed, &every_other_column, "[0, 2, 4]");
+    let out = run(&reversed, &every_other_column);
+    assert_eq!(out.value.as_ref().map(|v| v.dims.clone()), Some(vec![3, 1]));
+
+    let transpose = onnx("Transpose").with_attr("perm", ints_attr(&[1, 0]));
+    let out = run(&transpose, &[int_matrix(3, &[3, 4, 1, 2, 0, 0])]);
+    let value = out.value.as_ref().expect("folded");
+    assert_eq!(value.dims, vec![2, 3]);
+    check_value(
+        &transpose,
+        &[int_matrix(3, &[3, 4, 1, 2, 0, 0])],
+        "[3, 1, 0, 4, 2, 0]",
+    );
+    // The default permutation reverses the axes; a repeated axis is no permutation.
+    check_value(&onnx("Transpose"), &[int_matrix(1, &[7, 8])], "[7, 8]");
+    let repeated = onnx("Transpose").with_attr("perm", ints_attr(&[0, 0]));
+    check_value(&repeated, &[int_matrix(3, &[3, 4, 1, 2, 0, 0])], "-");
+}
+
 /// Large or overflowing targets are never folded (and never allocated).
 #[test]
 fn expand_to_huge_shapes_is_not_folded() {

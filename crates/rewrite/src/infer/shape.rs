@@ -5,7 +5,7 @@ use transfuse_ir::DataType;
 use super::slice::{range_len, slice_shape, slice_shape_partial};
 use super::{
     COMPARISONS, ELEMENTWISE_BINARY, UNARY_SAME, broadcast, dtype_of, facts, input_value,
-    ints_attr_or_input, is_ms, norm_axis, shape_of,
+    ints_attr_or_input, is_absent, is_ms, norm_axis, shape_of,
 };
 use crate::analysis::{ClassData, ValueFacts};
 use crate::lang::{AttrVal, OpNode, is_default_domain};
@@ -228,6 +228,10 @@ pub(super) fn infer_single(
             facts(dtype_of(inputs, 0), shape)
         }
         "Resize" | "Upsample" => facts(dtype_of(inputs, 0), resize_shape(node, inputs)),
+        "Pad" => facts(dtype_of(inputs, 0), pad_shape(node, inputs)),
+        "ScatterND" | "ScatterElements" | "Scatter" => {
+            facts(dtype_of(inputs, 0), shape_of(inputs, 0).cloned())
+        }
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL2"
         | "ReduceL1" | "ReduceSumSquare" | "ReduceLogSumExp" | "ReduceLogSum" => {
             facts(dtype_of(inputs, 0), reduce_shape(node, inputs))
@@ -542,9 +546,15 @@ fn conv_shape(node: &OpNode, inputs: &[&ClassData]) -> Option<Shape> {
         .attr_ints("pads")
         .map(<[i64]>::to_vec)
         .unwrap_or_else(|| vec![0; 2 * spatial]);
+    // ONNX: VALID means no padding; SAME_UPPER/SAME_LOWER give ceil(len / stride).
     let auto_pad = node.attr_str("auto_pad").unwrap_or_default();
-    if !(auto_pad.is_empty() || auto_pad == "NOTSET")
-        || kernel.len() != spatial
+    let (pads, same) = match auto_pad.as_str() {
+        "" | "NOTSET" => (pads, false),
+        "VALID" => (vec![0; 2 * spatial], false),
+        "SAME_UPPER" | "SAME_LOWER" => (pads, true),
+        _ => return None,
+    };
+    if kernel.len() != spatial
         || strides.len() != spatial
         || dil.len() != spatial
         || pads.len() != 2 * spatial
@@ -560,6 +570,11 @@ fn conv_shape(node: &OpNode, inputs: &[&ClassData]) -> Option<Shape> {
         };
         if strides[i] <= 0 {
             return None;
+        }
+        if same {
+            let ceil = len.checked_add(strides[i] - 1)? / strides[i];
+            out.push(SymDim::known(ceil));
+            continue;
         }
         // Checked: attribute values come from the model and may be anything.
         let eff = dil[i]
@@ -646,4 +661,38 @@ fn resize_shape(node: &OpNode, inputs: &[&ClassData]) -> Option<Shape> {
             })
             .collect(),
     )
+}
+
+/// `Pad`: each dim grows by its begin and end pads (attribute before opset 11, input after,
+/// with the optional `axes` input of opset 18). Pads that are not constant leave the rank
+/// and unknown dims; a dim that is not padded keeps its symbol.
+fn pad_shape(node: &OpNode, inputs: &[&ClassData]) -> Option<Shape> {
+    let x = shape_of(inputs, 0)?;
+    let rank = x.len();
+    let pads = match node.attr_ints("pads") {
+        Some(p) => Some(p.to_vec()),
+        None => input_value(inputs, 1).and_then(ConstValue::as_i64s),
+    };
+    let axes: Vec<usize> = match inputs.get(3).filter(|d| !is_absent(d)) {
+        None => (0..rank).collect(),
+        Some(d) => d
+            .value
+            .as_ref()?
+            .as_i64s()?
+            .into_iter()
+            .map(|a| norm_axis(a, rank))
+            .collect::<Option<_>>()?,
+    };
+    let Some(pads) = pads.filter(|p| p.len() == 2 * axes.len()) else {
+        return Some(vec![SymDim::unknown(); rank]);
+    };
+    let mut out = x.clone();
+    for (i, &axis) in axes.iter().enumerate() {
+        let grow = pads[i].checked_add(pads[i + axes.len()])?;
+        out[axis] = out[axis]
+            .add(&SymDim::known(grow))
+            .filter(|d| d.as_known().is_none_or(|n| n >= 0))
+            .unwrap_or_else(SymDim::unknown);
+    }
+    Some(out)
 }

@@ -382,6 +382,46 @@ fn type_and_layout_ops() {
             "b,768,14,14",
         ),
         (
+            // SigLIP's patch embedding: auto_pad VALID, no pads attribute.
+            onnx("Conv")
+                .with_attr("auto_pad", AttrVal::Str(Arc::from(&b"VALID"[..])))
+                .with_attr("strides", ints_attr(&[14, 14]))
+                .with_attr("kernel_shape", ints_attr(&[14, 14])),
+            vec![f32s("b,3,225,225"), f32s("768,3,14,14")],
+            Some(DataType::Float),
+            "b,768,16,16",
+        ),
+        (
+            // SAME_UPPER: ceil(len / stride), whatever the kernel.
+            onnx("Conv")
+                .with_attr("auto_pad", AttrVal::Str(Arc::from(&b"SAME_UPPER"[..])))
+                .with_attr("strides", ints_attr(&[2]))
+                .with_attr("kernel_shape", ints_attr(&[3])),
+            vec![f32s("b,16,101"), f32s("32,16,3")],
+            Some(DataType::Float),
+            "b,32,51",
+        ),
+        (
+            // Swin's window padding: constant pads on [b, h, w, c].
+            onnx("Pad"),
+            vec![f32s("b,7,7,96"), ints(&[0, 0, 0, 0, 0, 1, 1, 0])],
+            Some(DataType::Float),
+            "b,8,8,96",
+        ),
+        (
+            // Pads computed at run time: the rank stays.
+            onnx("Pad"),
+            vec![f32s("b,s,16"), f32s("6")],
+            Some(DataType::Float),
+            "?,?,?",
+        ),
+        (
+            onnx("ScatterND"),
+            vec![f32s("17,17"), f32s("16,16,2"), f32s("16,16")],
+            Some(DataType::Float),
+            "17,17",
+        ),
+        (
             ms("Attention"),
             vec![f32s("b,s,64"), f32s("64,192")],
             Some(DataType::Float),
