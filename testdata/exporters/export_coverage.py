@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Export the coverage families: dynamic-image-size vision models, a T5 encoder, RoFormer.
+"""Export the coverage families: dynamic-image-size vision models, windowed and
+relative-bias vision models, a T5 encoder, RoFormer, an audio encoder.
 
 Families (random weights, ``torch.manual_seed(0)``, built from configs, no download):
   vit_interp    HF ViTModel called with ``interpolate_pos_encoding=True``
@@ -7,6 +8,10 @@ Families (random weights, ``torch.manual_seed(0)``, built from configs, no downl
   timm_vit_dyn  timm VisionTransformer with ``dynamic_img_size=True``
   t5_enc        HF T5EncoderModel (relative position bias, no attention scale)
   roformer      HF RoFormerModel (rotary position embeddings)
+  swin          HF SwinModel (shifted windows, relative position bias; fixed image size)
+  beit          HF BeitModel (relative position bias; fixed image size)
+  siglip_vision HF SiglipVisionModel (auto_pad VALID patch embedding; fixed image size)
+  wav2vec2      HF Wav2Vec2Model (audio; strided conv feature encoder, dynamic samples)
 
 Each family is exported with the TorchScript exporter (``dynamo=False``) at opset 14 and 17
 and with the dynamo exporter (``dynamo=True``, then ``.optimize()``) at opset 18, once at the
@@ -42,8 +47,13 @@ import onnx.numpy_helper as nh
 import torch
 import torch.nn as nn
 
-FAMILIES = ["vit_interp", "dinov2", "timm_vit_dyn", "t5_enc", "roformer"]
+FAMILIES = ["vit_interp", "dinov2", "timm_vit_dyn", "t5_enc", "roformer", "swin", "beit",
+            "siglip_vision", "wav2vec2"]
 TEXT = {"t5_enc", "roformer"}
+# Vision families whose position tables fix the image size: only the batch is dynamic.
+FIXED_SIZE = {"beit", "siglip_vision", "swin"}
+AUDIO = {"wav2vec2"}
+TINY_SAMPLES = (1024, 1600)
 TINY_SEQ = 16
 TINY_VOCAB = 1000
 TINY_IMAGE = (32, 32)
@@ -149,6 +159,49 @@ def build(family, size, attn):
         )
         m = hf_build(RoFormerModel, cfg, attn)
         w = TextWrap(m)
+    elif family == "swin":
+        from transformers import SwinConfig, SwinModel
+
+        cfg = (
+            SwinConfig(image_size=32, patch_size=4, embed_dim=32, depths=[2, 2],
+                       num_heads=[2, 4], window_size=4)
+            if tiny else SwinConfig()
+        )
+        m = hf_build(SwinModel, cfg, attn, add_pooling_layer=False)
+        w = ImageWrap(m)
+    elif family == "beit":
+        from transformers import BeitConfig, BeitModel
+
+        cfg = (
+            BeitConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       intermediate_size=128, image_size=32, patch_size=8,
+                       use_relative_position_bias=True)
+            if tiny else BeitConfig(use_relative_position_bias=True)
+        )
+        m = hf_build(BeitModel, cfg, attn, add_pooling_layer=False)
+        w = ImageWrap(m)
+    elif family == "siglip_vision":
+        from transformers import SiglipVisionConfig, SiglipVisionModel
+
+        cfg = (
+            SiglipVisionConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                               intermediate_size=128, image_size=32, patch_size=8)
+            if tiny else SiglipVisionConfig()
+        )
+        m = hf_build(SiglipVisionModel, cfg, attn)
+        w = ImageWrap(m)
+    elif family == "wav2vec2":
+        from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+        cfg = (
+            Wav2Vec2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=128, conv_dim=(32, 32), conv_stride=(5, 2),
+                           conv_kernel=(10, 3), num_conv_pos_embeddings=16,
+                           num_conv_pos_embedding_groups=4)
+            if tiny else Wav2Vec2Config()
+        )
+        m = hf_build(Wav2Vec2Model, cfg, attn)
+        w = ImageWrap(m)
     else:
         raise ValueError(family)
     actual = getattr(getattr(w.m, "config", None), "_attn_implementation", attn)
@@ -162,6 +215,11 @@ def text_inputs(vocab, seq=TINY_SEQ, seed=0):
     mask = np.ones((2, seq), dtype=np.int64)
     mask[1, seq // 2:] = 0
     return [("input_ids", ids), ("attention_mask", mask)]
+
+
+def audio_inputs(samples, seed=0):
+    rng = np.random.default_rng(seed)
+    return [("input_values", rng.standard_normal((2, samples)).astype(np.float32))]
 
 
 def image_inputs(hw, seed=0):
@@ -198,6 +256,10 @@ def export_one(w, family, exporter, opset, dummy, path, antialias_off):
     args = tuple(torch.from_numpy(a) for _, a in dummy)
     if family in TEXT:
         axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    elif family in AUDIO:
+        axes = {"input_values": {0: "batch", 1: "samples"}}
+    elif family in FIXED_SIZE:
+        axes = {"pixel_values": {0: "batch"}}
     else:
         axes = {"pixel_values": {0: "batch", 2: "height", 3: "width"}}
     with no_antialias(antialias_off), torch.no_grad():
@@ -352,6 +414,14 @@ def main():
                         vocab = TINY_VOCAB if size == "tiny" else w.m.config.vocab_size
                         sets = [text_inputs(vocab)]
                         dummy = sets[0]
+                    elif family in AUDIO:
+                        sets = [audio_inputs(n, seed=k) for k, n in enumerate(TINY_SAMPLES)]
+                        dummy = sets[1] if size == "tiny" else audio_inputs(16000)
+                        sets = sets if size == "tiny" else []
+                    elif family in FIXED_SIZE:
+                        hw = TINY_IMAGE if size == "tiny" else (224, 224)
+                        sets = [image_inputs(hw)] if size == "tiny" else []
+                        dummy = image_inputs(hw)
                     elif size == "tiny":
                         sets = [image_inputs(TINY_IMAGE), image_inputs(TINY_IMAGE_ALT, seed=1)]
                         dummy = sets[1]

@@ -5,7 +5,8 @@
 //!
 //! Inputs: text models run on one batch of sequence [`SEQ`] whose rows carry right, left
 //! and hole padding (a model whose input shapes are fixed runs at them, once per padding
-//! pattern); other models (images) run on inputs at their size. Inputs are generated from
+//! pattern); other models (images, audio) run on inputs at their size, dims they leave open
+//! at [`SEQ`] (or longer where the original cannot run at it). Inputs are generated from
 //! the original's signature; the optimized model gets the same values at its own declared
 //! integer widths (int32 after `--int32-inputs`). NaN matches NaN and
 //! equal infinities match. Scaling the inputs is no overflow test for attention (the
@@ -110,10 +111,7 @@ pub fn verify_within(
             )),
         }
     } else {
-        cases.push((
-            "generated inputs".to_string(),
-            InputSource::Generated(spec(1, Padding::None)),
-        ));
+        return verify_generated(original, optimized, tolerance, start);
     }
     let mut done = Vec::new();
     for (name, inputs) in cases {
@@ -140,6 +138,60 @@ pub fn verify_within(
         ms: start.elapsed().as_secs_f64() * 1e3,
         skipped: None,
     })
+}
+
+/// Lengths tried, in order, for the dims a non-text model leaves open (an audio model's
+/// samples, say): a longer one only when the original cannot run at the shorter, as a
+/// feature encoder of strided convolutions (wav2vec2: a 400-sample receptive field) cannot
+/// at [`SEQ`].
+const OPEN_DIM_LENGTHS: [usize; 2] = [SEQ, 1024];
+
+/// Verification of a non-text model on generated inputs (see [`OPEN_DIM_LENGTHS`]).
+fn verify_generated(
+    original: &Model,
+    optimized: &Model,
+    tolerance: Tolerance,
+    start: Instant,
+) -> Result<Verification> {
+    let mut skipped = None;
+    for seq in OPEN_DIM_LENGTHS {
+        let name = if seq == SEQ {
+            "generated inputs".to_string()
+        } else {
+            format!("generated inputs, open dims {seq}")
+        };
+        let options = Options {
+            inputs: InputSource::Generated(InputSpec {
+                batch: 1,
+                seq,
+                seed: 0,
+                padding: Padding::None,
+            }),
+            runtime: Runtime::reference(),
+            tolerance,
+            locate_divergence: true,
+        };
+        let report = match transfuse_parity::check(original, optimized, &options) {
+            Ok(report) => report,
+            Err(e) => {
+                // An error here is a mismatch unless the original itself cannot run.
+                skipped = Some(unrunnable(original, &options.inputs, &name, e, start)?);
+                continue;
+            }
+        };
+        if !report.pass {
+            return Err(mismatch(optimized, &name, &report).into());
+        }
+        return Ok(Verification {
+            cases: vec![Case {
+                name,
+                max_abs: report.max_abs(),
+            }],
+            ms: start.elapsed().as_secs_f64() * 1e3,
+            skipped: None,
+        });
+    }
+    skipped.context("verifying: no input length was tried")
 }
 
 /// A check that could not run: when the original itself does not run in the reference

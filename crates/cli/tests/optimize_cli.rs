@@ -8,7 +8,7 @@ use std::process::Command;
 use transfuse_ir::Model;
 
 mod support;
-use support::tiny;
+use support::{text, tiny, transfuse};
 
 #[test]
 fn optimize_writes_model_report_and_dot() {
@@ -107,4 +107,27 @@ fn version_and_a_required_input() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
+}
+
+/// An audio model whose strided feature encoder cannot run on 16 samples (wav2vec2's conv
+/// stack) is verified at a longer length, not written unverified.
+#[test]
+fn audio_model_is_verified_at_a_length_its_feature_encoder_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.onnx");
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/models/coverage/tiny/wav2vec2_sdpa_ts_op17.onnx");
+    let run = transfuse(&[
+        "optimize".as_ref(),
+        model.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let stdout = text(&run.stdout);
+    assert!(
+        stdout.contains("verified in") && stdout.contains("open dims 1024"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("not verified"), "{stdout}");
 }

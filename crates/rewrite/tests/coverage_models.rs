@@ -34,6 +34,18 @@ const FULLY_FUSED: &[&str] = &[
     "t5_enc_eager_ts_op14",
     "t5_enc_eager_ts_op17",
     "t5_enc_eager_dynamo_op18",
+    "swin_eager_ts_op14",
+    "swin_sdpa_ts_op17",
+    "swin_sdpa_dynamo_op18",
+    "beit_eager_ts_op14",
+    "beit_sdpa_ts_op17",
+    "beit_sdpa_dynamo_op18",
+    "siglip_vision_eager_ts_op14",
+    "siglip_vision_sdpa_ts_op17",
+    "siglip_vision_sdpa_dynamo_op18",
+    "wav2vec2_eager_ts_op14",
+    "wav2vec2_sdpa_ts_op17",
+    "wav2vec2_sdpa_dynamo_op18",
 ];
 
 fn coverage_dir() -> PathBuf {
