@@ -150,6 +150,13 @@ pub(super) fn infer_single(
                     }
                     // A sum of different sizes is no monomial: the dim is unknown.
                     out[axis] = out[axis].add(&s[axis]).unwrap_or_else(SymDim::unknown);
+                    // Off the axis every input has the same size (ONNX requires it), so an
+                    // unknown size takes a named one from another input.
+                    for (i, d) in s.iter().enumerate() {
+                        if i != axis && out[i].is_unnamed() && !d.is_unnamed() {
+                            out[i] = d.clone();
+                        }
+                    }
                 }
                 Some(out)
             });

@@ -416,6 +416,14 @@ fn type_and_layout_ops() {
             "?,?,?",
         ),
         (
+            // MobileBERT's trigram embedding: shifted copies of unknown length beside the
+            // sequence itself; off the axis all inputs agree.
+            onnx("Concat").with_attr("axis", AttrVal::Int(2)),
+            vec![f32s("b,?,16"), f32s("b,s,16"), f32s("b,?,16")],
+            Some(DataType::Float),
+            "b,s,48",
+        ),
+        (
             onnx("ScatterND"),
             vec![f32s("17,17"), f32s("16,16,2"), f32s("16,16")],
             Some(DataType::Float),
