@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use assert_cmd::Command;
+use transfuse_ir::{AttrValue, Attribute, Model};
 
 fn model(dir: &str, name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -17,12 +18,28 @@ fn model(dir: &str, name: &str) -> PathBuf {
 #[test]
 fn explain_names_each_unfused_site_with_its_reason() {
     let dir = tempfile::tempdir().unwrap();
-    // RoFormer's rotary embeddings sit between the head split and the scores: its attention
-    // does not fuse, and the report says why.
+    // RoFormer with its first Softmax taken over the query axis instead of the keys: no
+    // longer attention, so that block does not fuse, and the report says why.
+    let mut roformer = Model::load(model("coverage/tiny", "roformer_eager_ts_op17.onnx")).unwrap();
+    let softmax = roformer
+        .graph
+        .nodes
+        .iter_mut()
+        .find(|n| n.op_type == "Softmax")
+        .unwrap();
+    softmax.attributes.retain(|a| a.name != "axis");
+    softmax.attributes.push(Attribute {
+        name: "axis".into(),
+        value: AttrValue::Int(2),
+        doc_string: String::new(),
+        ref_attr_name: String::new(),
+    });
+    let mutated = dir.path().join("softmax_over_queries.onnx");
+    roformer.save(&mutated).unwrap();
     let out = Command::cargo_bin("transfuse")
         .unwrap()
         .arg("optimize")
-        .arg(model("coverage/tiny", "roformer_eager_ts_op17.onnx"))
+        .arg(&mutated)
         .arg("-o")
         .arg(dir.path().join("r.onnx"))
         .arg("--report")
@@ -33,7 +50,8 @@ fn explain_names_each_unfused_site_with_its_reason() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("unfused: attention at "), "{text}");
-    assert!(text.contains("fused/found: attention 0/2"), "{text}");
+    assert!(text.contains("fused/found: attention 1/2"), "{text}");
+    assert!(text.contains("last axis"), "{text}");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
     let unfused = report["unfused"].as_array().unwrap();

@@ -203,6 +203,52 @@ fn cross_attention_becomes_multi_head_attention() {
     assert_eq!(mha[0].attr_int("num_heads"), Some(4));
 }
 
+/// Q and K changed after their head splits (rotary embeddings' shape: `q + q · p`) map to
+/// MultiHeadAttention on the heads-first tensors: the query merged back to `[B, S, H]`, key
+/// and value `[B, N, S, d]` as they are. With keys from another input (`T ≠ S`) the
+/// heads-first form does not apply and nothing fuses.
+#[test]
+fn query_and_key_changed_after_the_head_split_become_multi_head_attention() {
+    let opts = AttentionOptions {
+        position_term: true,
+        ..Default::default()
+    };
+    let fused = optimized(&bert_attention_layer(opts), "attention");
+    let mha = fused_nodes(&fused, "MultiHeadAttention");
+    assert_eq!(mha.len(), 1, "{:?}", fused.graph.op_histogram());
+    assert_eq!(count(&fused, "Softmax"), 0);
+    assert_eq!(mha[0].attr_int("num_heads"), Some(4));
+    let producer = |name: &str| {
+        fused
+            .graph
+            .nodes
+            .iter()
+            .find(|n| n.outputs.iter().any(|o| o == name))
+            .map(|n| n.op_type.as_str())
+    };
+    // Query: `Reshape(Transpose(q + q · p))`; key: `k + q · p` itself; value: its head split.
+    assert_eq!(producer(&mha[0].inputs[0]), Some("Reshape"));
+    assert_eq!(
+        producer(&mha[0].inputs[1]),
+        Some("Add"),
+        "key fed heads-first"
+    );
+    assert_eq!(
+        producer(&mha[0].inputs[2]),
+        Some("Transpose"),
+        "value fed heads-first"
+    );
+
+    let cross = AttentionOptions {
+        position_term: true,
+        cross_attention: true,
+        ..Default::default()
+    };
+    let unfused = optimized(&bert_attention_layer(cross), "attention");
+    assert!(fused_nodes(&unfused, "MultiHeadAttention").is_empty());
+    assert_eq!(count(&unfused, "Softmax"), 1);
+}
+
 /// Forms that are not attention, or whose mask cannot be turned into an additive bias
 /// exactly, stay unfused.
 #[test]

@@ -178,6 +178,20 @@ fn synthetic_models() -> Vec<(String, Model)> {
             bert_attention_layer(opts),
         ));
     }
+    for mask in [
+        MaskForm::ClassicAdditive(-10000.0),
+        MaskForm::Select(f32::NEG_INFINITY),
+    ] {
+        let opts = AttentionOptions {
+            position_term: true,
+            mask,
+            ..Default::default()
+        };
+        models.push((
+            format!("synthetic heads-first Q and K, {mask:?}"),
+            bert_attention_layer(opts),
+        ));
+    }
     let cross = AttentionOptions {
         cross_attention: true,
         ..Default::default()

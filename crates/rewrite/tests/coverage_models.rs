@@ -46,6 +46,9 @@ const FULLY_FUSED: &[&str] = &[
     "wav2vec2_eager_ts_op14",
     "wav2vec2_sdpa_ts_op17",
     "wav2vec2_sdpa_dynamo_op18",
+    "roformer_eager_ts_op14",
+    "roformer_eager_ts_op17",
+    "roformer_eager_dynamo_op18",
 ];
 
 fn coverage_dir() -> PathBuf {

@@ -303,6 +303,10 @@ pub struct AttentionOptions {
     /// Keys and values from a second input `encoder_hidden_states [batch, kv_sequence, H]`
     /// (cross-attention: Q, K, V cannot be packed into one projection).
     pub cross_attention: bool,
+    /// A term added to Q and K after their head splits, `q + q · p` with a constant `p`
+    /// `[d]` (the algebraic shape of rotary embeddings: Q and K are then no head splits).
+    /// Needs [`KeyTransposeForm::TwoTransposes`].
+    pub position_term: bool,
 }
 
 impl Default for AttentionOptions {
@@ -316,6 +320,7 @@ impl Default for AttentionOptions {
             softmax_axis: -1,
             opset: 14,
             cross_attention: false,
+            position_term: false,
         }
     }
 }
@@ -375,12 +380,26 @@ pub fn bert_attention_layer(opts: AttentionOptions) -> Model {
     let v_lin = b.linear(&kv, h, h, "value");
     let q4r = b.op("Reshape", &[&q_lin, &split_target], vec![]);
     let q = b.transpose(&q4r, &[0, 2, 1, 3]);
+    let position = opts
+        .position_term
+        .then(|| b.random_f32("position", &[d], 0.5));
+    let with_position = |b: &mut Builder, t: &str| -> String {
+        match &position {
+            Some(p) => {
+                let scaled = b.op("Mul", &[t, p], vec![]);
+                b.op("Add", &[t, &scaled], vec![])
+            }
+            None => t.to_string(),
+        }
+    };
+    let q = with_position(&mut b, &q);
     let v4r = b.op("Reshape", &[&v_lin, &kv_split_target], vec![]);
     let v = b.transpose(&v4r, &[0, 2, 1, 3]);
     let k4r = b.op("Reshape", &[&k_lin, &kv_split_target], vec![]);
     let kt = match opts.key_transpose {
         KeyTransposeForm::TwoTransposes => {
             let k = b.transpose(&k4r, &[0, 2, 1, 3]);
+            let k = with_position(&mut b, &k);
             b.transpose(&k, &[0, 1, 3, 2])
         }
         KeyTransposeForm::OneTranspose => b.transpose(&k4r, &[0, 2, 3, 1]),

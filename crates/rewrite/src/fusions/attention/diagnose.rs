@@ -6,6 +6,7 @@ use egg::Id;
 use transfuse_ir::DataType;
 
 use super::canonical::{head_splits, key_transposes, probs_in, scores_in};
+use super::lift::{float_softmax_over_last_axis, heads_first_pair};
 use crate::analysis::EGraph;
 use crate::lang::Onnx;
 use crate::rule::{dtype, ops, scaled_terms, shape};
@@ -75,6 +76,9 @@ pub(crate) fn diagnose(eg: &EGraph, softmax: Id, x: Id) -> String {
     if dtype(eg, x) != Some(DataType::Float) {
         return "the scores are not float32".to_string();
     }
+    if !float_softmax_over_last_axis(eg, softmax, x) {
+        return "the Softmax is not taken over the last axis (the keys)".to_string();
+    }
     let candidates = score_candidates(eg, x);
     let lifted = candidates.iter().any(|&c| !scores_in(eg, c).is_empty());
     if !lifted {
@@ -94,20 +98,20 @@ pub(crate) fn diagnose(eg: &EGraph, softmax: Id, x: Id) -> String {
         let Some(&(q, kt)) = matmuls.first() else {
             return "no Q·Kᵀ MatMul (optionally scaled by a scalar) feeds the softmax".to_string();
         };
+        let keys: Vec<Id> = std::iter::once(kt)
+            .chain(scaled_terms(eg, kt).into_iter().map(|(y, _)| y))
+            .flat_map(|c| key_transposes(eg, c))
+            .collect();
         let q_split = std::iter::once(q)
             .chain(scaled_terms(eg, q).into_iter().map(|(y, _)| y))
-            .any(|c| !head_splits(eg, c).is_empty());
+            .any(|c| {
+                !head_splits(eg, c).is_empty() || keys.iter().any(|&k| heads_first_pair(eg, c, k))
+            });
         if !q_split {
-            let by = computed_by(eg, q);
-            // RoFormer's `q·cos + rotate_half(q)·sin` is a sum after the head split.
-            let rotary = if by.split('/').any(|op| op == "Add") {
-                " (a sum after the head split, such as rotary position embeddings, which are not fused)"
-            } else {
-                ""
-            };
             return format!(
-                "the query {} (computed by {by}) is not a proven head split Transpose(Reshape([B, S, H] -> [B, S, N, d])){rotary}",
+                "the query {} (computed by {}) is neither a proven head split Transpose(Reshape([B, S, H] -> [B, S, N, d])) nor a float [B, N, S, d] with the key's known N and d",
                 show(shape(eg, q)),
+                computed_by(eg, q),
             );
         }
         let k_split = std::iter::once(kt)
@@ -156,5 +160,5 @@ pub(crate) fn diagnose(eg: &EGraph, softmax: Id, x: Id) -> String {
             }
         }
     }
-    "the probabilities' MatMul with V, the head merge to [B, S, H] or the Q, K, V shapes (one [B, S, H] with N·d = H) are not proven".to_string()
+    "the probabilities' MatMul with V, the head merge to [B, S, H] or the Q, K, V shapes are not proven (head splits of one [B, S, H] with N·d = H; or, for Q and K changed after their head splits, self-attention on [B, N, S, d] Q, K and V of one head size)".to_string()
 }

@@ -250,7 +250,7 @@ fn lift_scores(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
         v
     };
     let (qs, ks) = (factors(a), factors(b));
-    let (q, k, scale) = qs.iter().find_map(|&(q, cq)| {
+    let split = qs.iter().find_map(|&(q, cq)| {
         if head_splits(eg, q).is_empty() {
             return None;
         }
@@ -260,8 +260,37 @@ fn lift_scores(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
                 .find(|&k| !head_splits(eg, k).is_empty())
                 .map(|k| (q, k, cq * ck))
         })
+    });
+    // Else heads-first Q and K that are no head split themselves (rotary embeddings add
+    // `q·cos + rotate_half(q)·sin` after the split): the mapping feeds them as they are.
+    let (q, k, scale) = split.or_else(|| {
+        qs.iter().find_map(|&(q, cq)| {
+            ks.iter().find_map(|&(kt, ck)| {
+                key_transposes(eg, kt)
+                    .into_iter()
+                    .find(|&k| heads_first_pair(eg, q, k))
+                    .map(|k| (q, k, cq * ck))
+            })
+        })
     })?;
     Some(add_op(eg, scores(scale as f32), vec![q, k]))
+}
+
+/// `q` `[B, N, S, d]` and `k` `[B, N, T, d]`, float, with known `N` and `d` (the heads and
+/// head size a fused op needs).
+pub(super) fn heads_first_pair(eg: &EGraph, q: Id, k: Id) -> bool {
+    let (Some(qs), Some(ks)) = (shape(eg, q), shape(eg, k)) else {
+        return false;
+    };
+    let ([b, n, _, d], [bk, nk, _, dk]) = (qs.as_slice(), ks.as_slice()) else {
+        return false;
+    };
+    is_float(eg, q)
+        && b == bk
+        && n == nk
+        && d == dk
+        && n.as_known().is_some_and(|n| n > 0)
+        && d.as_known().is_some_and(|d| d > 0)
 }
 
 /// `Scores[s](q, k) · c` and `Scores[s](q, k) / c` -> `Scores[s·c](q, k)` (scalar `c`, shape
@@ -360,10 +389,22 @@ fn drop_noop_cast(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     (i64::from(from.code()) == to).then_some(x)
 }
 
-/// `MatMul(Probs, v)` with `v` a head split -> `Context(probs, v)`.
+/// `MatMul(Probs, v)` with `v` a head split, or a heads-first `[B, N, T, d]` value next to
+/// heads-first scores -> `Context(probs, v)`.
 fn lift_context(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     let (p, v) = (m.get("?p")?, m.get("?v")?);
-    if probs_in(eg, p).is_empty() || head_splits(eg, v).is_empty() {
+    let probs = probs_in(eg, p);
+    if probs.is_empty() {
+        return None;
+    }
+    let heads_first = || {
+        probs.iter().any(|&(_, s, _)| {
+            scores_in(eg, s)
+                .into_iter()
+                .any(|(_, _, k)| heads_first_pair(eg, k, v))
+        })
+    };
+    if head_splits(eg, v).is_empty() && !heads_first() {
         return None;
     }
     Some(add_op(eg, context(), vec![p, v]))

@@ -27,7 +27,10 @@ use crate::symbolic::{Shape, SymDim};
 use crate::tensors::TensorOrigin;
 
 /// A recognized attention core: `Context(Probs(Scores(q4, k4), bias), v4)` with the three
-/// head splits resolved to their `[B, *, H]` sources.
+/// head splits resolved to their `[B, *, H]` sources, or (`heads_first`) `q4`, `k4` and `v4`
+/// themselves when the query or key is no head split (rotary embeddings): `MultiHeadAttention`
+/// then takes the key and value `[B, N, T, d]` as they are and the query merged back to
+/// `[B, S, N·d]`.
 #[derive(Clone, Copy, Debug)]
 struct Core {
     heads: i64,
@@ -37,6 +40,7 @@ struct Core {
     query: Id,
     key: Id,
     value: Id,
+    heads_first: bool,
 }
 
 /// `Linear`: `x · W (+ b)` with `W` a 2-D float constant tensor and `b` a matching 1-D one.
@@ -96,8 +100,14 @@ fn linears(eg: &EGraph, t: Id) -> Vec<Linear> {
     out
 }
 
-/// The core behind `Reshape(Transpose(ctx, [0,2,1,3]), [B, S, N·d])` (class `root`).
+/// The core behind `Reshape(Transpose(ctx, [0,2,1,3]), [B, S, N·d])` (class `root`): one on
+/// head splits wherever the class has one (it maps to packed `Attention`), else a heads-first
+/// one.
 fn find_core(eg: &EGraph, root: Id, ctx_t: Id) -> Option<Core> {
+    find_core_of(eg, root, ctx_t, false).or_else(|| find_core_of(eg, root, ctx_t, true))
+}
+
+fn find_core_of(eg: &EGraph, root: Id, ctx_t: Id, heads_first: bool) -> Option<Core> {
     let out_shape = shape(eg, root)?;
     let transposed = ops(eg, ctx_t, "", "Transpose")
         .filter(|(n, _)| n.attr_ints("perm") == Some(&[0, 2, 1, 3]))
@@ -107,6 +117,21 @@ fn find_core(eg: &EGraph, root: Id, ctx_t: Id) -> Option<Core> {
         for (p, v4) in contexts_in(eg, ctx) {
             for (nan_guard, s, bias) in probs_in(eg, p) {
                 for (scale, q4, k4) in scores_in(eg, s) {
+                    if heads_first {
+                        if let Some(heads) = heads_first_heads(eg, q4, k4, v4, out_shape) {
+                            return Some(Core {
+                                heads,
+                                scale,
+                                nan_guard,
+                                bias,
+                                query: q4,
+                                key: k4,
+                                value: v4,
+                                heads_first: true,
+                            });
+                        }
+                        continue;
+                    }
                     for (heads, query) in head_splits(eg, q4) {
                         let key = head_splits(eg, k4)
                             .into_iter()
@@ -127,6 +152,7 @@ fn find_core(eg: &EGraph, root: Id, ctx_t: Id) -> Option<Core> {
                             query,
                             key,
                             value,
+                            heads_first: false,
                         };
                         if shapes_fit(eg, &core, out_shape) {
                             return Some(core);
@@ -137,6 +163,41 @@ fn find_core(eg: &EGraph, root: Id, ctx_t: Id) -> Option<Core> {
         }
     }
     None
+}
+
+/// The head count when `q4` `[B,N,S,d]`, `k4` and `v4` `[B,N,T,d]` merge to `out`
+/// `[B, S, N·d]`, self-attention (`T = S`, which the bias and its lengths rely on).
+fn heads_first_heads(eg: &EGraph, q4: Id, k4: Id, v4: Id, out: &Shape) -> Option<i64> {
+    let (q, k, v) = (shape(eg, q4)?, shape(eg, k4)?, shape(eg, v4)?);
+    let ([b, n, s, d], [bk, nk, t, dk], [bv, nv, tv, dv]) =
+        (q.as_slice(), k.as_slice(), v.as_slice())
+    else {
+        return None;
+    };
+    let (heads, head_size) = (n.as_known()?, d.as_known()?);
+    let hidden = SymDim::known(heads.checked_mul(head_size)?);
+    let fits = heads > 0
+        && head_size > 0
+        && [bk, bv].iter().all(|x| *x == b)
+        && [nk, nv].iter().all(|x| *x == n)
+        && [dk, dv].iter().all(|x| *x == d)
+        && t == s
+        && tv == s
+        && out.as_slice() == [b.clone(), s.clone(), hidden];
+    fits.then_some(heads)
+}
+
+/// `Reshape(Transpose(q4, [0,2,1,3]), [0, 0, N·d])`: a heads-first `[B, N, S, d]` value
+/// (the query, or a per-head guard replacement) merged back to `[B, S, N·d]`.
+fn merged_query(eg: &mut EGraph, q4: Id, hidden: i64) -> Id {
+    let perm = AttrVal::Ints(vec![0, 2, 1, 3].into());
+    let transposed = add_op(
+        eg,
+        OpNode::new("Transpose", "").with_attr("perm", perm),
+        vec![q4],
+    );
+    let target = add_i64_vector(eg, &[0, 0, hidden]);
+    add_op(eg, OpNode::new("Reshape", ""), vec![transposed, target])
 }
 
 /// Query `[B,S,H]`, key and value `[B,T,H]`, the merged output `[B,S,H]`, `H` divisible by
@@ -489,6 +550,9 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
         }
         inputs
     };
+    if core.heads_first {
+        return heads_first_attention(eg, &core, heads, scale);
+    }
     let mut fused = None;
     let projection = projection(eg, &core);
     let guard_projections = projection.as_ref().and_then(|p| projections(eg, p));
@@ -585,6 +649,34 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
         );
     }
     Some(out)
+}
+
+/// `MultiHeadAttention` on a heads-first core (see [`Core`]); a NaN guard takes its
+/// by-column form ([`nan_guard::heads_first_guard`]).
+fn heads_first_attention(
+    eg: &mut EGraph,
+    core: &Core,
+    heads: AttrVal,
+    scale: AttrVal,
+) -> Option<Id> {
+    let head_size = shape(eg, core.query)?.get(3)?.as_known()?;
+    let hidden = core.heads.checked_mul(head_size)?;
+    let query = merged_query(eg, core.query, hidden);
+    let mut inputs = vec![query, core.key, core.value];
+    // `T = S`: the query's length serves for both axes of the bias.
+    if let Some(bias) = attention_bias(eg, core.bias, query, query, core.heads).ok()? {
+        let none = absent(eg);
+        inputs.extend([none, none, bias]);
+    }
+    let node = OpNode::new("MultiHeadAttention", MS_DOMAIN)
+        .with_attr("num_heads", heads)
+        .with_attr("scale", scale);
+    let out = add_op(eg, node, inputs);
+    if !core.nan_guard {
+        return Some(out);
+    }
+    let merge = |eg: &mut EGraph, t: Id| merged_query(eg, t, hidden);
+    Some(nan_guard::heads_first_guard(eg, out, core.value, merge))
 }
 
 /// The mapping rule.

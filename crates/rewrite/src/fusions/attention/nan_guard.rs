@@ -11,7 +11,8 @@
 //!   [1, 2]), F)`, a per-batch 0 or NaN read from `x` itself, with no projection at all.
 //!   [`Bounds::value_is_bounded`] states when it applies and why it is exact.
 //! - **by column** (always applicable): `Where(IsNaN(F), ReduceSum(V · 0, T axis), F)`. It
-//!   needs `V` as a value, so packed `Attention` pays for the value projection once more.
+//!   needs `V` as a value, so packed `Attention` pays for the value projection once more. A
+//!   heads-first core (rotary Q and K) always takes this form ([`heads_first_guard`]).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -154,6 +155,21 @@ fn reduce(eg: &mut EGraph, op: &str, axes_input_since: i64, t: Id, axes: &[i64])
 
 /// `ReduceSum(t · 0, axes, keepdims = 1)`: 0 where the reduced elements are all finite, NaN
 /// where one is NaN or infinite.
+/// The by-column guard for a heads-first core (`mapping.rs`): `V` is `[B, N, T, d]`, so its
+/// per-column 0-or-NaN sum over `T` (`[B, N, 1, d]`) is merged to `[B, 1, N·d]` by `merge` like
+/// the output's heads, and `Where(IsNaN(F), that, F)` is the by-column form of [`guard`].
+pub(super) fn heads_first_guard(
+    eg: &mut EGraph,
+    out: Id,
+    value: Id,
+    merge: impl FnOnce(&mut EGraph, Id) -> Id,
+) -> Id {
+    let column_sums = sum_times_zero(eg, value, &[2]);
+    let replacement = merge(eg, column_sums);
+    let nan = add_op(eg, OpNode::new("IsNaN", ""), vec![out]);
+    add_op(eg, OpNode::new("Where", ""), vec![nan, replacement, out])
+}
+
 fn sum_times_zero(eg: &mut EGraph, t: Id, axes: &[i64]) -> Id {
     let zero = add_f32(eg, vec![], &[0.0]);
     let zeroed = add_op(eg, OpNode::new("Mul", ""), vec![t, zero]);
