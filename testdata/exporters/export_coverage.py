@@ -12,6 +12,9 @@ Families (random weights, ``torch.manual_seed(0)``, built from configs, no downl
   beit          HF BeitModel (relative position bias; fixed image size)
   siglip_vision HF SiglipVisionModel (auto_pad VALID patch embedding; fixed image size)
   wav2vec2      HF Wav2Vec2Model (audio; strided conv feature encoder, dynamic samples)
+  esm           HF EsmModel with rotary position embeddings (protein language model)
+  modernbert    HF ModernBertModel (rotary, GeGLU, alternating global and sliding-window
+                attention)
 
 Each family is exported with the TorchScript exporter (``dynamo=False``) at opset 14 and 17
 and with the dynamo exporter (``dynamo=True``, then ``.optimize()``) at opset 18, once at the
@@ -48,8 +51,10 @@ import torch
 import torch.nn as nn
 
 FAMILIES = ["vit_interp", "dinov2", "timm_vit_dyn", "t5_enc", "roformer", "swin", "beit",
-            "siglip_vision", "wav2vec2"]
-TEXT = {"t5_enc", "roformer"}
+            "siglip_vision", "wav2vec2", "esm", "modernbert"]
+TEXT = {"t5_enc", "roformer", "esm", "modernbert"}
+# Text families exported with SDPA attention too (like the vision ones).
+SDPA_TEXT = {"esm", "modernbert"}
 # Vision families whose position tables fix the image size: only the batch is dynamic.
 FIXED_SIZE = {"beit", "siglip_vision", "swin"}
 AUDIO = {"wav2vec2"}
@@ -202,6 +207,33 @@ def build(family, size, attn):
         )
         m = hf_build(Wav2Vec2Model, cfg, attn)
         w = ImageWrap(m)
+    elif family == "esm":
+        from transformers import EsmConfig, EsmModel
+
+        cfg = (
+            EsmConfig(vocab_size=TINY_VOCAB, hidden_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, intermediate_size=128,
+                      position_embedding_type="rotary", pad_token_id=1, mask_token_id=2)
+            if tiny else
+            EsmConfig(vocab_size=33, hidden_size=768, num_hidden_layers=12,
+                      num_attention_heads=12, intermediate_size=3072,
+                      position_embedding_type="rotary", pad_token_id=1, mask_token_id=32)
+        )
+        m = hf_build(EsmModel, cfg, attn, add_pooling_layer=False)
+        w = TextWrap(m)
+    elif family == "modernbert":
+        from transformers import ModernBertConfig, ModernBertModel
+
+        ids = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1,
+                   sep_token_id=2)
+        cfg = (
+            ModernBertConfig(vocab_size=TINY_VOCAB, hidden_size=64, num_hidden_layers=2,
+                             num_attention_heads=4, intermediate_size=128,
+                             global_attn_every_n_layers=2, local_attention=8, **ids)
+            if tiny else ModernBertConfig()
+        )
+        m = hf_build(ModernBertModel, cfg, attn)
+        w = TextWrap(m)
     else:
         raise ValueError(family)
     actual = getattr(getattr(w.m, "config", None), "_attn_implementation", attn)
@@ -361,7 +393,7 @@ def entry(path, name, size, family, attn, exporter, opset, export_s):
 
 
 def variants(family):
-    if family in TEXT:
+    if family in TEXT and family not in SDPA_TEXT:
         return [("eager", "ts", 14), ("eager", "ts", 17), ("eager", "dynamo", 18)]
     return [("eager", "ts", 14), ("sdpa", "ts", 17), ("sdpa", "dynamo", 18)]
 

@@ -49,6 +49,11 @@ const FULLY_FUSED: &[&str] = &[
     "roformer_eager_ts_op14",
     "roformer_eager_ts_op17",
     "roformer_eager_dynamo_op18",
+    "esm_eager_ts_op14",
+    "esm_sdpa_ts_op17",
+    "esm_sdpa_dynamo_op18",
+    "modernbert_eager_ts_op14",
+    "modernbert_sdpa_ts_op17",
 ];
 
 fn coverage_dir() -> PathBuf {
