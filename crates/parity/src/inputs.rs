@@ -2,7 +2,7 @@
 //! test-data directory (`input_N.pb`, `output_N.pb`).
 //!
 //! Generation rules, by input (graph inputs that are not initializers):
-//! - token ids (an integer input that reaches a `Gather` as its indices, through casts and
+//! - token ids (an integer input that reaches a `Gather` as its indices, through casts, slices and
 //!   reshapes): uniform in `[0, rows)` of that `Gather`'s table (the embedding's vocabulary);
 //! - attention masks (name contains `mask`): ones and zeros after the [`Padding`] pattern;
 //! - token type ids (name contains `token_type` or `segment`): zeros on the first half of each
@@ -189,9 +189,10 @@ pub fn classify_inputs(model: &Model) -> Result<Vec<(String, InputRole)>> {
 }
 
 /// Rows (first dim) of the table of the first `Gather` that indexes with `value`, following
-/// the value through shape-only and cast ops.
+/// the value through shape-only and cast ops and ops that select some of its elements
+/// (XLM slices its ids to the last `S` before the lookup).
 pub fn gathered_table_rows(graph: &Graph, value: &str) -> Option<i64> {
-    const TRANSPARENT: [&str; 7] = [
+    const TRANSPARENT: [&str; 12] = [
         "Cast",
         "Reshape",
         "Unsqueeze",
@@ -199,6 +200,11 @@ pub fn gathered_table_rows(graph: &Graph, value: &str) -> Option<i64> {
         "Flatten",
         "Identity",
         "Expand",
+        "Slice",
+        "Transpose",
+        "Tile",
+        "Split",
+        "Gather",
     ];
     let constants: HashMap<&str, &Tensor> = graph
         .nodes

@@ -115,6 +115,37 @@ fn every_tiny_text_model_has_its_token_ids_found() {
     }
 }
 
+/// Ids sliced (XLM keeps the last `S`) or transposed before the lookup are still ids; a
+/// value that only goes into arithmetic is not.
+#[test]
+fn token_ids_are_followed_through_slices_to_the_table() {
+    use transfuse_ir::{Graph, Node};
+    let node = |op: &str, inputs: &[&str], output: &str| Node {
+        op_type: op.into(),
+        inputs: inputs.iter().map(|s| s.to_string()).collect(),
+        outputs: vec![output.into()],
+        ..Node::default()
+    };
+    let mut graph = Graph::default();
+    graph.initializers.insert(
+        "table".into(),
+        std::sync::Arc::new(transfuse_ir::Tensor::from_f32(
+            "table",
+            vec![77, 4],
+            &[0.0; 308],
+        )),
+    );
+    graph.nodes = vec![
+        node("Slice", &["ids", "starts", "ends"], "last"),
+        node("Transpose", &["last"], "t"),
+        node("Gather", &["table", "t"], "embedded"),
+        node("Add", &["other", "one"], "sum"),
+        node("Gather", &["table", "sum"], "shifted"),
+    ];
+    assert_eq!(gathered_table_rows(&graph, "ids"), Some(77));
+    assert_eq!(gathered_table_rows(&graph, "other"), None);
+}
+
 #[test]
 fn named_symbols_take_their_given_size() {
     let model = tiny("bert_eager_ts_op14");

@@ -10,7 +10,8 @@
 //! multiplying by its reciprocal (exact); `Pow(v, -0.5)` is `Reciprocal(Sqrt(v))` (within an
 //! ulp; the extractor keeps the cheaper `Pow` wherever no fusion consumes it); `Identity`, a
 //! `Cast` to the type its input already has and a `Reshape` to the shape its input already
-//! has (both shapes proven equal by the analysis) are their input.
+//! has (both shapes proven equal by the analysis) are their input, and so is a `Concat` of
+//! one input.
 
 use crate::analysis::EGraph;
 use crate::error::RewriteError;
@@ -179,5 +180,10 @@ pub fn rules() -> Result<Vec<Rewrite>, RewriteError> {
         rule("identity-is-input", &["(Identity ?x)"], |_, m| m.get("?x"))?,
         rule("noop-cast-is-input", &["(Cast ?x)"], noop_cast)?,
         rule("noop-reshape-is-input", &["(Reshape ?x ?s)"], noop_reshape)?,
+        // A pattern's arity is exact: this matches `Concat` of one input only (XLM's key
+        // cache joins the new keys to nothing).
+        rule("single-concat-is-input", &["(Concat ?x)"], |_, m| {
+            m.get("?x")
+        })?,
     ])
 }

@@ -121,6 +121,32 @@ fn partly_known_shapes() {
             Some(DataType::Float),
             "b,?,64",
         ),
+        // XLM's `x[:, -s:]` on a [b, s] input: the whole axis, its symbol kept. The same
+        // start on an axis of another length is only known to be some size.
+        (
+            onnx("Slice"),
+            vec![
+                f32s("b,s"),
+                minus_symbol("s"),
+                ints(&[i64::MAX]),
+                ints(&[1]),
+                ints(&[1]),
+            ],
+            Some(DataType::Float),
+            "b,s",
+        ),
+        (
+            onnx("Slice"),
+            vec![
+                f32s("b,t"),
+                minus_symbol("s"),
+                ints(&[i64::MAX]),
+                ints(&[1]),
+                ints(&[1]),
+            ],
+            Some(DataType::Float),
+            "b,?",
+        ),
         // Concat of different sizes along the axis: the others stay.
         (
             onnx("Concat").with_attr("axis", AttrVal::Int(1)),
@@ -194,4 +220,13 @@ fn unknown_sizes_get_names_unique_to_their_class() {
     assert!(a[0].is_unnamed() && !a[0].is_unknown_placeholder());
     assert_ne!(a[0], b[0]);
     assert_eq!(a[1], SymDim::known(4));
+}
+
+/// A folded int64 `[-name]`: minus a symbolic size (a start counted from the end).
+fn minus_symbol(name: &str) -> ClassData {
+    let minus = SymDim::symbol(name).mul(&SymDim::known(-1)).unwrap();
+    constant(
+        DataType::Int64,
+        ConstValue::vector(vec![Scalar::Int(minus)]),
+    )
 }

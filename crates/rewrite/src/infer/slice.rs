@@ -89,10 +89,41 @@ fn symbolic_slice_ends(inputs: &[&ClassData], rank: usize) -> Option<Vec<(usize,
         .collect()
 }
 
+/// `x[-n:]` on axes whose length is exactly the symbolic `n` (XLM keeps the last `S` ids
+/// of a `[B, S]` input): a start of `-len` normalizes to 0, so the slice is the whole axis.
+fn symbolic_whole_suffix(inputs: &[&ClassData], s: &Shape) -> Option<Shape> {
+    let starts = input_value(inputs, 1)?.as_dims()?;
+    let ends = input_value(inputs, 2)?.as_i64s()?;
+    let axes = match inputs.get(3) {
+        Some(d) if !is_absent(d) => d.value.as_ref()?.as_i64s()?,
+        _ => (0..starts.len() as i64).collect(),
+    };
+    let steps_ok = match inputs.get(4) {
+        Some(d) if !is_absent(d) => d.value.as_ref()?.as_i64s()?.iter().all(|&s| s == 1),
+        _ => true,
+    };
+    if !steps_ok || axes.len() != starts.len() || ends.len() != starts.len() {
+        return None;
+    }
+    for ((&a, start), &end) in axes.iter().zip(&starts).zip(&ends) {
+        let axis = norm_axis(a, s.len())?;
+        let whole = start.as_known().is_none()
+            && start.mul(&SymDim::known(-1)).as_ref() == Some(&s[axis])
+            && end >= i64::from(i32::MAX);
+        if !whole {
+            return None;
+        }
+    }
+    Some(s.clone())
+}
+
 /// `x[0:n]` with a symbolic `n` has `n` elements: exporters slice position tables to the
 /// sequence length, which must not exceed the table for the model to run at all.
 pub(super) fn slice_shape(node: &OpNode, inputs: &[&ClassData]) -> Option<Shape> {
     let s = shape_of(inputs, 0)?;
+    if let Some(out) = symbolic_whole_suffix(inputs, s) {
+        return Some(out);
+    }
     if let Some(ends) = symbolic_slice_ends(inputs, s.len()) {
         let mut out = s.clone();
         for (axis, end) in ends {

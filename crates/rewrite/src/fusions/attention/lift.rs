@@ -326,7 +326,8 @@ pub(super) fn float_softmax_over_last_axis(eg: &EGraph, softmax: Id, x: Id) -> b
 }
 
 /// `Softmax(x, axis = last)` of a rank-4 `x` that is `Scores`, `Scores + bias`,
-/// `bias + Scores` or `Where(keep, Scores, lowest)` -> `Probs[0](scores, bias)`.
+/// `bias + Scores`, `Where(keep, Scores, lowest)` or `Where(masked, lowest, Scores)` ->
+/// `Probs[0](scores, bias)`.
 fn lift_softmax(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     let x = m.get("?x")?;
     if !float_softmax_over_last_axis(eg, m.root, x) {
@@ -346,19 +347,31 @@ fn lift_softmax(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     if let Some((s, bias)) = added {
         return Some(add_op(eg, probs(false), vec![s, bias]));
     }
+    // `Where(keep, Scores, fill)`, or `Where(masked, fill, Scores)` (`masked_fill`).
     let selected = ops(eg, x, "", "Where").find_map(|(_, c)| {
-        let (keep, s, fill) = (*c.first()?, *c.get(1)?, *c.get(2)?);
+        let (cond, a, b) = (*c.first()?, *c.get(1)?, *c.get(2)?);
+        let fill_first = scores_in(eg, a).is_empty();
+        let (s, fill) = if fill_first { (b, a) } else { (a, b) };
         let fill_value = data(eg, fill).scalar()?;
         (!scores_in(eg, s).is_empty()
             && same_shape(eg, s, x)
-            && dtype(eg, keep) == Some(transfuse_ir::DataType::Bool)
+            && dtype(eg, cond) == Some(transfuse_ir::DataType::Bool)
             && dtype(eg, fill) == dtype(eg, s)
             && select_fill_is_additive(fill_value))
-        .then_some((keep, s, fill))
+        .then_some((cond, s, fill, fill_first))
     });
-    let (keep, s, fill) = selected?;
+    let (cond, s, fill, fill_first) = selected?;
     let zero = add_f32(eg, vec![], &[0.0]);
-    let bias = add_op(eg, OpNode::new("Where", ""), vec![keep, zero, fill]);
+    let branches = if fill_first {
+        [fill, zero]
+    } else {
+        [zero, fill]
+    };
+    let bias = add_op(
+        eg,
+        OpNode::new("Where", ""),
+        vec![cond, branches[0], branches[1]],
+    );
     Some(add_op(eg, probs(false), vec![s, bias]))
 }
 
