@@ -15,6 +15,7 @@ Families (random weights, ``torch.manual_seed(0)``, built from configs, no downl
   esm           HF EsmModel with rotary position embeddings (protein language model)
   modernbert    HF ModernBertModel (rotary, GeGLU, alternating global and sliding-window
                 attention)
+  xlm           HF XLMModel (ids sliced before the lookup, masked_fill before Softmax)
 
 Each family is exported with the TorchScript exporter (``dynamo=False``) at opset 14 and 17
 and with the dynamo exporter (``dynamo=True``, then ``.optimize()``) at opset 18, once at the
@@ -51,8 +52,8 @@ import torch
 import torch.nn as nn
 
 FAMILIES = ["vit_interp", "dinov2", "timm_vit_dyn", "t5_enc", "roformer", "swin", "beit",
-            "siglip_vision", "wav2vec2", "esm", "modernbert"]
-TEXT = {"t5_enc", "roformer", "esm", "modernbert"}
+            "siglip_vision", "wav2vec2", "esm", "modernbert", "xlm"]
+TEXT = {"t5_enc", "roformer", "esm", "modernbert", "xlm"}
 # Text families exported with SDPA attention too (like the vision ones).
 SDPA_TEXT = {"esm", "modernbert"}
 # Vision families whose position tables fix the image size: only the batch is dynamic.
@@ -233,6 +234,15 @@ def build(family, size, attn):
             if tiny else ModernBertConfig()
         )
         m = hf_build(ModernBertModel, cfg, attn)
+        w = TextWrap(m)
+    elif family == "xlm":
+        from transformers import XLMConfig, XLMModel
+
+        cfg = (
+            XLMConfig(vocab_size=TINY_VOCAB, emb_dim=64, n_layers=2, n_heads=4)
+            if tiny else XLMConfig(vocab_size=30145, emb_dim=1024, n_layers=12, n_heads=8)
+        )
+        m = hf_build(XLMModel, cfg, attn)
         w = TextWrap(m)
     else:
         raise ValueError(family)

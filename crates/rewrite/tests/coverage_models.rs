@@ -54,6 +54,9 @@ const FULLY_FUSED: &[&str] = &[
     "esm_sdpa_dynamo_op18",
     "modernbert_eager_ts_op14",
     "modernbert_sdpa_ts_op17",
+    "xlm_eager_ts_op14",
+    "xlm_eager_ts_op17",
+    "xlm_eager_dynamo_op18",
 ];
 
 fn coverage_dir() -> PathBuf {
