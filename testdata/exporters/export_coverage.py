@@ -16,6 +16,7 @@ Families (random weights, ``torch.manual_seed(0)``, built from configs, no downl
   modernbert    HF ModernBertModel (rotary, GeGLU, alternating global and sliding-window
                 attention)
   xlm           HF XLMModel (ids sliced before the lookup, masked_fill before Softmax)
+  tv_vit        torchvision VisionTransformer (torch.nn.MultiheadAttention; fixed image size)
 
 Each family is exported with the TorchScript exporter (``dynamo=False``) at opset 14 and 17
 and with the dynamo exporter (``dynamo=True``, then ``.optimize()``) at opset 18, once at the
@@ -52,13 +53,15 @@ import torch
 import torch.nn as nn
 
 FAMILIES = ["vit_interp", "dinov2", "timm_vit_dyn", "t5_enc", "roformer", "swin", "beit",
-            "siglip_vision", "wav2vec2", "esm", "modernbert", "xlm"]
+            "siglip_vision", "wav2vec2", "esm", "modernbert", "xlm", "tv_vit"]
 TEXT = {"t5_enc", "roformer", "esm", "modernbert", "xlm"}
 # Text families exported with SDPA attention too (like the vision ones).
 SDPA_TEXT = {"esm", "modernbert"}
 # Vision families whose position tables fix the image size: only the batch is dynamic.
-FIXED_SIZE = {"beit", "siglip_vision", "swin"}
+FIXED_SIZE = {"beit", "siglip_vision", "swin", "tv_vit"}
 AUDIO = {"wav2vec2"}
+# Exported with autograd on (see export_one).
+GRAD_EXPORT = {"tv_vit"}
 TINY_SAMPLES = (1024, 1600)
 TINY_SEQ = 16
 TINY_VOCAB = 1000
@@ -244,6 +247,19 @@ def build(family, size, attn):
         )
         m = hf_build(XLMModel, cfg, attn)
         w = TextWrap(m)
+    elif family == "tv_vit":
+        # torchvision's ViT: torch.nn.MultiheadAttention (sequence-first inside, packed
+        # in-projection, SDPA whatever `attn` says). Its head is zero-initialized, so the
+        # tiny one gets random head weights: zero logits would hide any difference.
+        from torchvision.models.vision_transformer import VisionTransformer, vit_b_16
+
+        if tiny:
+            m = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4,
+                                  hidden_dim=64, mlp_dim=128, num_classes=10)
+            torch.nn.init.normal_(m.heads.head.weight, std=0.5)
+        else:
+            m = vit_b_16()
+        w = ImageWrap(m)
     else:
         raise ValueError(family)
     actual = getattr(getattr(w.m, "config", None), "_attn_implementation", attn)
@@ -304,7 +320,10 @@ def export_one(w, family, exporter, opset, dummy, path, antialias_off):
         axes = {"pixel_values": {0: "batch"}}
     else:
         axes = {"pixel_values": {0: "batch", 2: "height", 3: "width"}}
-    with no_antialias(antialias_off), torch.no_grad():
+    # torch.nn.MultiheadAttention takes its fused fast path (`_native_multi_head_attention`,
+    # which the TorchScript exporter cannot export) when autograd is off.
+    grad = contextlib.nullcontext() if family in GRAD_EXPORT else torch.no_grad()
+    with no_antialias(antialias_off), grad:
         if exporter == "ts":
             torch.onnx.export(w, args, path, dynamo=False, opset_version=opset,
                               input_names=names, output_names=["output_0"],

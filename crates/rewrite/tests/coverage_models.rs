@@ -57,6 +57,9 @@ const FULLY_FUSED: &[&str] = &[
     "xlm_eager_ts_op14",
     "xlm_eager_ts_op17",
     "xlm_eager_dynamo_op18",
+    "tv_vit_eager_ts_op14",
+    "tv_vit_sdpa_ts_op17",
+    "tv_vit_sdpa_dynamo_op18",
 ];
 
 fn coverage_dir() -> PathBuf {

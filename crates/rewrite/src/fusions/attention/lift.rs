@@ -12,10 +12,10 @@ use super::canonical::{
 };
 use crate::analysis::EGraph;
 use crate::error::RewriteError;
-use crate::lang::{Onnx, OpNode};
+use crate::lang::{AttrVal, Onnx, OpNode};
 use crate::rule::{
-    Match, Rewrite, absent, add_f32, add_op, data, dtype, is_float, ops, rule, same, same_shape,
-    scaled_terms, shape,
+    Match, Rewrite, absent, add_f32, add_i64_vector, add_op, data, dtype, is_float, ops, rule,
+    same, same_shape, scaled_terms, shape,
 };
 use crate::symbolic::{SymDim, product};
 
@@ -112,6 +112,43 @@ fn lift_key_transpose_merged_batch(eg: &mut EGraph, m: &Match<'_>) -> Option<Id>
                     && t == t3
             })
         })?;
+    Some(add_op(eg, key_transpose(), vec![k]))
+}
+
+/// `torch.nn.MultiheadAttention`'s Kᵀ as the dynamo exporter writes it, sequence-first:
+/// `Reshape(Transpose(x, [1,2,0]), [B,N,d,T])` with `x` `[T, B·N, d]` ->
+/// `KeyTranspose(k)` with the heads-first key `k = Transpose(Reshape(x, [0,-1,N,d]),
+/// [1,2,0,3])` (`[T, B, N, d]` -> `[B, N, T, d]`), which the fused op can take as it is.
+fn lift_key_transpose_seq_first(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
+    let t3 = m.get("?t3")?;
+    let out = shape(eg, m.root)?.clone();
+    let x = transposes(eg, t3)
+        .into_iter()
+        .filter(|(perm, _)| perm == &[1, 2, 0])
+        .find_map(|(_, x)| {
+            let xs = shape(eg, x)?;
+            let ([t, bn, d], [b, n, d2, t2]) = (xs.as_slice(), out.as_slice()) else {
+                return None;
+            };
+            let fits = product(&[b.clone(), n.clone()]).as_ref() == Some(bn)
+                && t == t2
+                && d == d2
+                && n.as_known().is_some_and(|n| n > 0)
+                && d.as_known().is_some_and(|d| d > 0);
+            fits.then_some((x, n.as_known()?, d.as_known()?))
+        });
+    let (x, heads, head_size) = x?;
+    if !is_float(eg, x) {
+        return None;
+    }
+    let target = add_i64_vector(eg, &[0, -1, heads, head_size]);
+    let split = add_op(eg, OpNode::new("Reshape", ""), vec![x, target]);
+    let perm = AttrVal::Ints(vec![1, 2, 0, 3].into());
+    let k = add_op(
+        eg,
+        OpNode::new("Transpose", "").with_attr("perm", perm),
+        vec![split],
+    );
     Some(add_op(eg, key_transpose(), vec![k]))
 }
 
@@ -437,6 +474,11 @@ pub(super) fn rules() -> Result<Vec<Rewrite>, RewriteError> {
             "attention-key-transpose-merged-batch",
             &["(Reshape ?t3 ?target)"],
             lift_key_transpose_merged_batch,
+        )?,
+        rule(
+            "attention-key-transpose-seq-first",
+            &["(Reshape ?t3 ?target)"],
+            lift_key_transpose_seq_first,
         )?,
         rule(
             "attention-packed-qkv",

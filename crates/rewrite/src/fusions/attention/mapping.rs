@@ -23,7 +23,7 @@ use crate::analysis::EGraph;
 use crate::error::RewriteError;
 use crate::lang::{AttrVal, F32Bits, Onnx, OpNode, TensorId};
 use crate::rule::{Match, Rewrite, absent, add_i64_vector, add_op, dtype, ops, rule, same, shape};
-use crate::symbolic::{Shape, SymDim};
+use crate::symbolic::{Shape, SymDim, product};
 use crate::tensors::TensorOrigin;
 
 /// A recognized attention core: `Context(Probs(Scores(q4, k4), bias), v4)` with the three
@@ -41,6 +41,9 @@ struct Core {
     key: Id,
     value: Id,
     heads_first: bool,
+    /// The heads merge sequence-first (`Transpose(ctx, [2,0,1,3])` to `[S·B, H]` or
+    /// `[S, B, H]`, as `torch.nn.MultiheadAttention` does); heads-first cores only.
+    seq_first: bool,
 }
 
 /// `Linear`: `x · W (+ b)` with `W` a 2-D float constant tensor and `b` a matching 1-D one.
@@ -110,15 +113,19 @@ fn find_core(eg: &EGraph, root: Id, ctx_t: Id) -> Option<Core> {
 fn find_core_of(eg: &EGraph, root: Id, ctx_t: Id, heads_first: bool) -> Option<Core> {
     let out_shape = shape(eg, root)?;
     let transposed = ops(eg, ctx_t, "", "Transpose")
-        .filter(|(n, _)| n.attr_ints("perm") == Some(&[0, 2, 1, 3]))
-        .filter_map(|(_, c)| c.first().copied())
+        .filter_map(|(n, c)| match n.attr_ints("perm") {
+            Some([0, 2, 1, 3]) => Some((*c.first()?, false)),
+            Some([2, 0, 1, 3]) if heads_first => Some((*c.first()?, true)),
+            _ => None,
+        })
         .collect::<Vec<_>>();
-    for ctx in transposed {
+    for (ctx, seq_first) in transposed {
         for (p, v4) in contexts_in(eg, ctx) {
             for (nan_guard, s, bias) in probs_in(eg, p) {
                 for (scale, q4, k4) in scores_in(eg, s) {
                     if heads_first {
-                        if let Some(heads) = heads_first_heads(eg, q4, k4, v4, out_shape) {
+                        let heads = heads_first_heads(eg, q4, k4, v4, out_shape, seq_first);
+                        if let Some(heads) = heads {
                             return Some(Core {
                                 heads,
                                 scale,
@@ -128,6 +135,7 @@ fn find_core_of(eg: &EGraph, root: Id, ctx_t: Id, heads_first: bool) -> Option<C
                                 key: k4,
                                 value: v4,
                                 heads_first: true,
+                                seq_first,
                             });
                         }
                         continue;
@@ -153,6 +161,7 @@ fn find_core_of(eg: &EGraph, root: Id, ctx_t: Id, heads_first: bool) -> Option<C
                             key,
                             value,
                             heads_first: false,
+                            seq_first: false,
                         };
                         if shapes_fit(eg, &core, out_shape) {
                             return Some(core);
@@ -166,8 +175,16 @@ fn find_core_of(eg: &EGraph, root: Id, ctx_t: Id, heads_first: bool) -> Option<C
 }
 
 /// The head count when `q4` `[B,N,S,d]`, `k4` and `v4` `[B,N,T,d]` merge to `out`
-/// `[B, S, N·d]`, self-attention (`T = S`, which the bias and its lengths rely on).
-fn heads_first_heads(eg: &EGraph, q4: Id, k4: Id, v4: Id, out: &Shape) -> Option<i64> {
+/// `[B, S, N·d]` (`seq_first`: `[S·B, N·d]` or `[S, B, N·d]`), self-attention (`T = S`,
+/// which the bias and its lengths rely on).
+fn heads_first_heads(
+    eg: &EGraph,
+    q4: Id,
+    k4: Id,
+    v4: Id,
+    out: &Shape,
+    seq_first: bool,
+) -> Option<i64> {
     let (q, k, v) = (shape(eg, q4)?, shape(eg, k4)?, shape(eg, v4)?);
     let ([b, n, s, d], [bk, nk, t, dk], [bv, nv, tv, dv]) =
         (q.as_slice(), k.as_slice(), v.as_slice())
@@ -183,7 +200,13 @@ fn heads_first_heads(eg: &EGraph, q4: Id, k4: Id, v4: Id, out: &Shape) -> Option
         && [dk, dv].iter().all(|x| *x == d)
         && t == s
         && tv == s
-        && out.as_slice() == [b.clone(), s.clone(), hidden];
+        && if seq_first {
+            let rows = product(&[s.clone(), b.clone()]);
+            out.as_slice() == [s.clone(), b.clone(), hidden.clone()]
+                || rows.is_some_and(|r| out.as_slice() == [r, hidden])
+        } else {
+            out.as_slice() == [b.clone(), s.clone(), hidden]
+        };
     fits.then_some(heads)
 }
 
@@ -551,7 +574,19 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
         inputs
     };
     if core.heads_first {
-        return heads_first_attention(eg, &core, heads, scale);
+        let fused = heads_first_attention(eg, &core, heads, scale)?;
+        if !core.seq_first {
+            return Some(fused);
+        }
+        // `[B, S, H]` -> `[S, B, H]` -> the original's own target (`[S·B, H]` or `[S, B, H]`).
+        let perm = AttrVal::Ints(vec![1, 0, 2].into());
+        let transpose = OpNode::new("Transpose", "").with_attr("perm", perm);
+        let seq_major = add_op(eg, transpose, vec![fused]);
+        return Some(add_op(
+            eg,
+            OpNode::new("Reshape", ""),
+            vec![seq_major, m.get("?target")?],
+        ));
     }
     let mut fused = None;
     let projection = projection(eg, &core);
