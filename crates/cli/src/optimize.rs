@@ -200,7 +200,7 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         (verification, None)
     };
-    let explanation = transfuse_rewrite::explain(&optimized);
+    let explanation = transfuse_rewrite::explain(&optimized).with_fusions(&fusions);
     if !fusions.is_empty() || args.int32_inputs {
         // `--fusions none` writes the model exactly as loaded (a faithful baseline).
         mark_producer(&mut optimized, &model);

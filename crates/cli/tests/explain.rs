@@ -83,3 +83,26 @@ fn a_fully_fused_model_has_nothing_to_explain() {
     );
     assert!(text.contains("attention 2/2"), "{text}");
 }
+
+/// A site whose fusion `--fusions` left out is explained as that, not by a condition the
+/// rules never checked.
+#[test]
+fn a_fusion_left_out_is_named_as_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("transfuse")
+        .unwrap()
+        .arg("optimize")
+        .arg(model("tiny", "bert_sdpa_ts_op17.onnx"))
+        .arg("-o")
+        .arg(dir.path().join("b.onnx"))
+        .args(["--fusions", "all,-attention", "--explain"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("attention 0/2"), "{text}");
+    assert!(
+        text.contains("the `attention` fusion was not run (--fusions)"),
+        "{text}"
+    );
+}

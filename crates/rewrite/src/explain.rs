@@ -70,6 +70,19 @@ pub struct Explanation {
 }
 
 impl Explanation {
+    /// Restates the sites whose closest fusion was not run (`--fusions` left it out): their
+    /// reason is then that, not a condition the rules never checked. A site's fusion is its
+    /// rule's name up to the first `-` (`layernorm-core` belongs to `layernorm`).
+    pub fn with_fusions(mut self, enabled: &FusionSet) -> Explanation {
+        for site in &mut self.unfused {
+            let fusion = site.rule.split('-').next().unwrap_or(site.rule);
+            if crate::fusions::fusion(fusion).is_some() && !enabled.contains(fusion) {
+                site.reason = format!("the `{fusion}` fusion was not run (--fusions)");
+            }
+        }
+        self
+    }
+
     /// `attention 12/12, norms 25/25, gelu 12/12` (fused/found).
     pub fn summary(&self) -> String {
         self.coverage

@@ -224,7 +224,9 @@ fn unknown_sizes_get_names_unique_to_their_class() {
 
 /// A folded int64 `[-name]`: minus a symbolic size (a start counted from the end).
 fn minus_symbol(name: &str) -> ClassData {
-    let minus = SymDim::symbol(name).mul(&SymDim::known(-1)).unwrap();
+    let minus = SymDim::symbol(name)
+        .mul(&SymDim::known(-1))
+        .expect("a symbol times -1 is a monomial");
     constant(
         DataType::Int64,
         ConstValue::vector(vec![Scalar::Int(minus)]),
