@@ -64,23 +64,26 @@ pub(super) fn slice_len(len: i64, start: i64, end: i64, step: i64) -> Option<(i6
     Some((s, i64::try_from(count.max(0)).ok()?))
 }
 
-/// For `Slice(x, starts=0, ends=[n], axes, steps=1)` with a symbolic `n`: `(axis, n)`.
-fn symbolic_slice_ends(inputs: &[&ClassData], rank: usize) -> Option<Vec<(usize, SymDim)>> {
-    let starts = input_value(inputs, 1)?.as_i64s()?;
-    let ends = input_value(inputs, 2)?.as_dims()?;
+/// The constant `axes` of a `Slice` with `count` sliced axes (all leading axes when absent),
+/// when every step is 1 (or absent); `None` otherwise.
+fn unit_step_axes(inputs: &[&ClassData], count: usize) -> Option<Vec<i64>> {
     let axes = match inputs.get(3) {
         Some(d) if !is_absent(d) => d.value.as_ref()?.as_i64s()?,
-        _ => (0..ends.len() as i64).collect(),
+        _ => (0..count as i64).collect(),
     };
     let steps_ok = match inputs.get(4) {
         Some(d) if !is_absent(d) => d.value.as_ref()?.as_i64s()?.iter().all(|&s| s == 1),
         _ => true,
     };
-    if !steps_ok
-        || starts.iter().any(|&s| s != 0)
-        || axes.len() != ends.len()
-        || ends.iter().all(|e| e.as_known().is_some())
-    {
+    (steps_ok && axes.len() == count).then_some(axes)
+}
+
+/// For `Slice(x, starts=0, ends=[n], axes, steps=1)` with a symbolic `n`: `(axis, n)`.
+fn symbolic_slice_ends(inputs: &[&ClassData], rank: usize) -> Option<Vec<(usize, SymDim)>> {
+    let starts = input_value(inputs, 1)?.as_i64s()?;
+    let ends = input_value(inputs, 2)?.as_dims()?;
+    let axes = unit_step_axes(inputs, ends.len())?;
+    if starts.iter().any(|&s| s != 0) || ends.iter().all(|e| e.as_known().is_some()) {
         return None;
     }
     axes.iter()
@@ -94,15 +97,8 @@ fn symbolic_slice_ends(inputs: &[&ClassData], rank: usize) -> Option<Vec<(usize,
 fn symbolic_whole_suffix(inputs: &[&ClassData], s: &Shape) -> Option<Shape> {
     let starts = input_value(inputs, 1)?.as_dims()?;
     let ends = input_value(inputs, 2)?.as_i64s()?;
-    let axes = match inputs.get(3) {
-        Some(d) if !is_absent(d) => d.value.as_ref()?.as_i64s()?,
-        _ => (0..starts.len() as i64).collect(),
-    };
-    let steps_ok = match inputs.get(4) {
-        Some(d) if !is_absent(d) => d.value.as_ref()?.as_i64s()?.iter().all(|&s| s == 1),
-        _ => true,
-    };
-    if !steps_ok || axes.len() != starts.len() || ends.len() != starts.len() {
+    let axes = unit_step_axes(inputs, starts.len())?;
+    if ends.len() != starts.len() {
         return None;
     }
     for ((&a, start), &end) in axes.iter().zip(&starts).zip(&ends) {
