@@ -19,6 +19,7 @@
 mod bias;
 mod canonical;
 mod diagnose;
+mod heads_first;
 mod key_padding;
 mod lift;
 mod mapping;

@@ -14,6 +14,7 @@ mod fold_tests;
 mod partial_tests;
 mod shape;
 mod slice;
+mod spatial;
 #[cfg(test)]
 mod tests;
 mod uniform;

@@ -16,6 +16,7 @@ use egg::Id;
 use transfuse_ir::{DataType, MS_DOMAIN, Tensor};
 
 use super::canonical::{columns_in, contexts_in, head_splits, probs_in, scores_in};
+use super::heads_first;
 use super::mask::all_zero;
 use super::nan_guard;
 use crate::INTERNAL_DOMAIN;
@@ -23,7 +24,7 @@ use crate::analysis::EGraph;
 use crate::error::RewriteError;
 use crate::lang::{AttrVal, F32Bits, Onnx, OpNode, TensorId};
 use crate::rule::{Match, Rewrite, absent, add_i64_vector, add_op, dtype, ops, rule, same, shape};
-use crate::symbolic::{Shape, SymDim, product};
+use crate::symbolic::{Shape, SymDim};
 use crate::tensors::TensorOrigin;
 
 /// A recognized attention core: `Context(Probs(Scores(q4, k4), bias), v4)` with the three
@@ -124,7 +125,7 @@ fn find_core_of(eg: &EGraph, root: Id, ctx_t: Id, heads_first: bool) -> Option<C
             for (nan_guard, s, bias) in probs_in(eg, p) {
                 for (scale, q4, k4) in scores_in(eg, s) {
                     if heads_first {
-                        let heads = heads_first_heads(eg, q4, k4, v4, out_shape, seq_first);
+                        let heads = heads_first::heads(eg, q4, k4, v4, out_shape, seq_first);
                         if let Some(heads) = heads {
                             return Some(Core {
                                 heads,
@@ -172,55 +173,6 @@ fn find_core_of(eg: &EGraph, root: Id, ctx_t: Id, heads_first: bool) -> Option<C
         }
     }
     None
-}
-
-/// The head count when `q4` `[B,N,S,d]`, `k4` and `v4` `[B,N,T,d]` merge to `out`
-/// `[B, S, N·d]` (`seq_first`: `[S·B, N·d]` or `[S, B, N·d]`), self-attention (`T = S`,
-/// which the bias and its lengths rely on).
-fn heads_first_heads(
-    eg: &EGraph,
-    q4: Id,
-    k4: Id,
-    v4: Id,
-    out: &Shape,
-    seq_first: bool,
-) -> Option<i64> {
-    let (q, k, v) = (shape(eg, q4)?, shape(eg, k4)?, shape(eg, v4)?);
-    let ([b, n, s, d], [bk, nk, t, dk], [bv, nv, tv, dv]) =
-        (q.as_slice(), k.as_slice(), v.as_slice())
-    else {
-        return None;
-    };
-    let (heads, head_size) = (n.as_known()?, d.as_known()?);
-    let hidden = SymDim::known(heads.checked_mul(head_size)?);
-    let fits = heads > 0
-        && head_size > 0
-        && [bk, bv].iter().all(|x| *x == b)
-        && [nk, nv].iter().all(|x| *x == n)
-        && [dk, dv].iter().all(|x| *x == d)
-        && t == s
-        && tv == s
-        && if seq_first {
-            let rows = product(&[s.clone(), b.clone()]);
-            out.as_slice() == [s.clone(), b.clone(), hidden.clone()]
-                || rows.is_some_and(|r| out.as_slice() == [r, hidden])
-        } else {
-            out.as_slice() == [b.clone(), s.clone(), hidden]
-        };
-    fits.then_some(heads)
-}
-
-/// `Reshape(Transpose(q4, [0,2,1,3]), [0, 0, N·d])`: a heads-first `[B, N, S, d]` value
-/// (the query, or a per-head guard replacement) merged back to `[B, S, N·d]`.
-fn merged_query(eg: &mut EGraph, q4: Id, hidden: i64) -> Id {
-    let perm = AttrVal::Ints(vec![0, 2, 1, 3].into());
-    let transposed = add_op(
-        eg,
-        OpNode::new("Transpose", "").with_attr("perm", perm),
-        vec![q4],
-    );
-    let target = add_i64_vector(eg, &[0, 0, hidden]);
-    add_op(eg, OpNode::new("Reshape", ""), vec![transposed, target])
 }
 
 /// Query `[B,S,H]`, key and value `[B,T,H]`, the merged output `[B,S,H]`, `H` divisible by
@@ -461,7 +413,7 @@ fn sequence_length(eg: &mut EGraph, t: Id) -> Id {
 /// `Expand(bias, [1, 1, S, T])` with `S` and `T` read from the query and key at run time.
 /// Errors (`Err(())`) when the bias cannot be fed: not float, rank above 4, or a dim not
 /// proven to be 1 or its place in `[B, N, S, T]` (ONNX Runtime takes `[B|1, N|1, S, T]` only).
-fn attention_bias(
+pub(super) fn attention_bias(
     eg: &mut EGraph,
     bias: Id,
     query_src: Id,
@@ -574,19 +526,23 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
         inputs
     };
     if core.heads_first {
-        let fused = heads_first_attention(eg, &core, heads, scale)?;
-        if !core.seq_first {
-            return Some(fused);
-        }
-        // `[B, S, H]` -> `[S, B, H]` -> the original's own target (`[S·B, H]` or `[S, B, H]`).
-        let perm = AttrVal::Ints(vec![1, 0, 2].into());
-        let transpose = OpNode::new("Transpose", "").with_attr("perm", perm);
-        let seq_major = add_op(eg, transpose, vec![fused]);
-        return Some(add_op(
+        let fused = heads_first::multi_head_attention(
             eg,
-            OpNode::new("Reshape", ""),
-            vec![seq_major, m.get("?target")?],
-        ));
+            heads_first::Core {
+                query: core.query,
+                key: core.key,
+                value: core.value,
+                bias: core.bias,
+                heads: core.heads,
+                nan_guard: core.nan_guard,
+            },
+            scale,
+        )?;
+        return if core.seq_first {
+            Some(heads_first::sequence_first(eg, fused, m.get("?target")?))
+        } else {
+            Some(fused)
+        };
     }
     let mut fused = None;
     let projection = projection(eg, &core);
@@ -684,34 +640,6 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
         );
     }
     Some(out)
-}
-
-/// `MultiHeadAttention` on a heads-first core (see [`Core`]); a NaN guard takes its
-/// by-column form ([`nan_guard::heads_first_guard`]).
-fn heads_first_attention(
-    eg: &mut EGraph,
-    core: &Core,
-    heads: AttrVal,
-    scale: AttrVal,
-) -> Option<Id> {
-    let head_size = shape(eg, core.query)?.get(3)?.as_known()?;
-    let hidden = core.heads.checked_mul(head_size)?;
-    let query = merged_query(eg, core.query, hidden);
-    let mut inputs = vec![query, core.key, core.value];
-    // `T = S`: the query's length serves for both axes of the bias.
-    if let Some(bias) = attention_bias(eg, core.bias, query, query, core.heads).ok()? {
-        let none = absent(eg);
-        inputs.extend([none, none, bias]);
-    }
-    let node = OpNode::new("MultiHeadAttention", MS_DOMAIN)
-        .with_attr("num_heads", heads)
-        .with_attr("scale", scale);
-    let out = add_op(eg, node, inputs);
-    if !core.nan_guard {
-        return Some(out);
-    }
-    let merge = |eg: &mut EGraph, t: Id| merged_query(eg, t, hidden);
-    Some(nan_guard::heads_first_guard(eg, out, core.value, merge))
 }
 
 /// The mapping rule.
