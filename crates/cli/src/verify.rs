@@ -115,29 +115,46 @@ pub fn verify_within(
     }
     let mut done = Vec::new();
     for (name, inputs) in cases {
-        let options = Options {
-            inputs,
-            runtime: Runtime::reference(),
-            tolerance,
-            locate_divergence: true,
-        };
-        let report = match transfuse_parity::check(original, optimized, &options) {
-            Ok(report) => report,
-            Err(e) => return unrunnable(original, &options.inputs, &name, e, start),
-        };
-        if !report.pass {
-            return Err(mismatch(optimized, &name, &report).into());
+        match check_case(original, optimized, tolerance, name, inputs, start)? {
+            Ok(case) => done.push(case),
+            Err(skipped) => return Ok(skipped),
         }
-        done.push(Case {
-            name,
-            max_abs: report.max_abs(),
-        });
     }
     Ok(Verification {
         cases: done,
         ms: start.elapsed().as_secs_f64() * 1e3,
         skipped: None,
     })
+}
+
+/// One case: `Ok(Ok(case))` when both models agree, `Ok(Err(skipped))` when the original
+/// itself cannot run on these inputs (see [`unrunnable`]), an error on a difference or when
+/// only the optimized model fails.
+fn check_case(
+    original: &Model,
+    optimized: &Model,
+    tolerance: Tolerance,
+    name: String,
+    inputs: InputSource,
+    start: Instant,
+) -> Result<std::result::Result<Case, Verification>> {
+    let options = Options {
+        inputs,
+        runtime: Runtime::reference(),
+        tolerance,
+        locate_divergence: true,
+    };
+    let report = match transfuse_parity::check(original, optimized, &options) {
+        Ok(report) => report,
+        Err(e) => return unrunnable(original, &options.inputs, &name, e, start).map(Err),
+    };
+    if !report.pass {
+        return Err(mismatch(optimized, &name, &report).into());
+    }
+    Ok(Ok(Case {
+        name,
+        max_abs: report.max_abs(),
+    }))
 }
 
 /// Lengths tried, in order, for the dims a non-text model leaves open (an audio model's
@@ -160,36 +177,23 @@ fn verify_generated(
         } else {
             format!("generated inputs, open dims {seq}")
         };
-        let options = Options {
-            inputs: InputSource::Generated(InputSpec {
-                batch: 1,
-                seq,
-                seed: 0,
-                padding: Padding::None,
-            }),
-            runtime: Runtime::reference(),
-            tolerance,
-            locate_divergence: true,
-        };
-        let report = match transfuse_parity::check(original, optimized, &options) {
-            Ok(report) => report,
-            Err(e) => {
-                // An error here is a mismatch unless the original itself cannot run.
-                skipped = Some(unrunnable(original, &options.inputs, &name, e, start)?);
-                continue;
-            }
-        };
-        if !report.pass {
-            return Err(mismatch(optimized, &name, &report).into());
-        }
-        return Ok(Verification {
-            cases: vec![Case {
-                name,
-                max_abs: report.max_abs(),
-            }],
-            ms: start.elapsed().as_secs_f64() * 1e3,
-            skipped: None,
+        let inputs = InputSource::Generated(InputSpec {
+            batch: 1,
+            seq,
+            seed: 0,
+            padding: Padding::None,
         });
+        match check_case(original, optimized, tolerance, name, inputs, start)? {
+            Ok(case) => {
+                return Ok(Verification {
+                    cases: vec![case],
+                    ms: start.elapsed().as_secs_f64() * 1e3,
+                    skipped: None,
+                });
+            }
+            // The original cannot run at this length: try the next.
+            Err(unverified) => skipped = Some(unverified),
+        }
     }
     skipped.context("verifying: no input length was tried")
 }

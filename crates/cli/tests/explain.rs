@@ -63,8 +63,9 @@ fn explain_names_each_unfused_site_with_its_reason() {
     );
 }
 
-#[test]
-fn a_fully_fused_model_has_nothing_to_explain() {
+/// `transfuse optimize` of the tiny BERT with `--explain` and `flags`: its stdout, once the
+/// run has exited 0.
+fn explain_tiny_bert(flags: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::cargo_bin("transfuse")
         .unwrap()
@@ -73,10 +74,16 @@ fn a_fully_fused_model_has_nothing_to_explain() {
         .arg("-o")
         .arg(dir.path().join("b.onnx"))
         .arg("--explain")
+        .args(flags)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
-    let text = String::from_utf8_lossy(&out.stdout);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_fully_fused_model_has_nothing_to_explain() {
+    let text = explain_tiny_bert(&[]);
     assert!(
         text.contains("every attention, norm and GELU site is fused"),
         "{text}"
@@ -88,18 +95,7 @@ fn a_fully_fused_model_has_nothing_to_explain() {
 /// rules never checked.
 #[test]
 fn a_fusion_left_out_is_named_as_the_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::cargo_bin("transfuse")
-        .unwrap()
-        .arg("optimize")
-        .arg(model("tiny", "bert_sdpa_ts_op17.onnx"))
-        .arg("-o")
-        .arg(dir.path().join("b.onnx"))
-        .args(["--fusions", "all,-attention", "--explain"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = explain_tiny_bert(&["--fusions", "all,-attention"]);
     assert!(text.contains("attention 0/2"), "{text}");
     assert!(
         text.contains("the `attention` fusion was not run (--fusions)"),

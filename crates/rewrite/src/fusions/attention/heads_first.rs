@@ -7,23 +7,12 @@
 use egg::Id;
 use transfuse_ir::MS_DOMAIN;
 
-use super::mapping::attention_bias;
+use super::mapping::{Core, attention_bias, with_bias};
 use super::nan_guard;
 use crate::analysis::EGraph;
 use crate::lang::{AttrVal, OpNode};
-use crate::rule::{absent, add_i64_vector, add_op, shape};
+use crate::rule::{add_i64_vector, add_op, shape};
 use crate::symbolic::{Shape, SymDim, product};
-
-/// A heads-first core: `q4 [B,N,S,d]`, `k4` and `v4 [B,N,S,d]`, the scores' additive bias
-/// (an absent class when none) and whether the original guards Softmax against NaN.
-pub(super) struct Core {
-    pub query: Id,
-    pub key: Id,
-    pub value: Id,
-    pub bias: Id,
-    pub heads: i64,
-    pub nan_guard: bool,
-}
 
 /// The head count when `q4` `[B,N,S,d]`, `k4` and `v4` `[B,N,T,d]` merge to `out`
 /// `[B, S, N·d]` (`seq_first`: `[S·B, N·d]` or `[S, B, N·d]`), self-attention (`T = S`,
@@ -76,16 +65,13 @@ fn merged(eg: &mut EGraph, q4: Id, hidden: i64) -> Id {
 
 /// `MultiHeadAttention` on a heads-first core; a NaN guard takes its by-column form
 /// ([`nan_guard::heads_first_guard`]).
-pub(super) fn multi_head_attention(eg: &mut EGraph, core: Core, scale: AttrVal) -> Option<Id> {
+pub(super) fn multi_head_attention(eg: &mut EGraph, core: &Core, scale: AttrVal) -> Option<Id> {
     let head_size = shape(eg, core.query)?.get(3)?.as_known()?;
     let hidden = core.heads.checked_mul(head_size)?;
     let query = merged(eg, core.query, hidden);
-    let mut inputs = vec![query, core.key, core.value];
     // `T = S`: the query's length serves for both axes of the bias.
-    if let Some(bias) = attention_bias(eg, core.bias, query, query, core.heads).ok()? {
-        let none = absent(eg);
-        inputs.extend([none, none, bias]);
-    }
+    let bias = attention_bias(eg, core.bias, query, query, core.heads).ok()?;
+    let inputs = with_bias(eg, vec![query, core.key, core.value], bias);
     let node = OpNode::new("MultiHeadAttention", MS_DOMAIN)
         .with_attr("num_heads", AttrVal::Int(core.heads))
         .with_attr("scale", scale);

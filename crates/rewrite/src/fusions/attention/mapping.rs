@@ -33,18 +33,19 @@ use crate::tensors::TensorOrigin;
 /// then takes the key and value `[B, N, T, d]` as they are and the query merged back to
 /// `[B, S, N·d]`.
 #[derive(Clone, Copy, Debug)]
-struct Core {
-    heads: i64,
-    scale: f32,
-    nan_guard: bool,
-    bias: Id,
-    query: Id,
-    key: Id,
-    value: Id,
-    heads_first: bool,
+pub(super) struct Core {
+    pub(super) heads: i64,
+    pub(super) scale: f32,
+    pub(super) nan_guard: bool,
+    /// The scores' additive bias (an absent class when none).
+    pub(super) bias: Id,
+    pub(super) query: Id,
+    pub(super) key: Id,
+    pub(super) value: Id,
+    pub(super) heads_first: bool,
     /// The heads merge sequence-first (`Transpose(ctx, [2,0,1,3])` to `[S·B, H]` or
     /// `[S, B, H]`, as `torch.nn.MultiheadAttention` does); heads-first cores only.
-    seq_first: bool,
+    pub(super) seq_first: bool,
 }
 
 /// `Linear`: `x · W (+ b)` with `W` a 2-D float constant tensor and `b` a matching 1-D one.
@@ -518,26 +519,8 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
     }
     let scale = AttrVal::Float(F32Bits::new(core.scale));
     let heads = AttrVal::Int(core.heads);
-    let with_bias = |eg: &mut EGraph, mut inputs: Vec<Id>, bias: Option<Id>| {
-        if let Some(ab) = bias {
-            let none = absent(eg);
-            inputs.extend([none, none, ab]);
-        }
-        inputs
-    };
     if core.heads_first {
-        let fused = heads_first::multi_head_attention(
-            eg,
-            heads_first::Core {
-                query: core.query,
-                key: core.key,
-                value: core.value,
-                bias: core.bias,
-                heads: core.heads,
-                nan_guard: core.nan_guard,
-            },
-            scale,
-        )?;
+        let fused = heads_first::multi_head_attention(eg, &core, scale)?;
         return if core.seq_first {
             Some(heads_first::sequence_first(eg, fused, m.get("?target")?))
         } else {
@@ -640,6 +623,17 @@ fn fuse(eg: &mut EGraph, m: &Match<'_>) -> Option<Id> {
         );
     }
     Some(out)
+}
+
+/// The fused op's inputs: `inputs` (Q, K, V or x, W, b), then the `attention_bias` in its
+/// slot (index 5 of both `Attention` and `MultiHeadAttention`, after two absent inputs) when
+/// there is one.
+pub(super) fn with_bias(eg: &mut EGraph, mut inputs: Vec<Id>, bias: Option<Id>) -> Vec<Id> {
+    if let Some(ab) = bias {
+        let none = absent(eg);
+        inputs.extend([none, none, ab]);
+    }
+    inputs
 }
 
 /// The mapping rule.

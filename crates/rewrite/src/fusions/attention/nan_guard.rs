@@ -71,12 +71,13 @@ pub(super) fn guard(
             sum_times_zero(eg, v, &[1])
         }
     };
+    Some(nan_replaced(eg, out, replacement))
+}
+
+/// `Where(IsNaN(out), replacement, out)`: the form every replacing guard takes.
+fn nan_replaced(eg: &mut EGraph, out: Id, replacement: Id) -> Id {
     let nan = add_op(eg, OpNode::new("IsNaN", ""), vec![out]);
-    Some(add_op(
-        eg,
-        OpNode::new("Where", ""),
-        vec![nan, replacement, out],
-    ))
+    add_op(eg, OpNode::new("Where", ""), vec![nan, replacement, out])
 }
 
 /// The fill the fused op gets in place of a key-padding mask's `-inf` ([`masked_keep`]):
@@ -166,8 +167,7 @@ pub(super) fn heads_first_guard(
 ) -> Id {
     let column_sums = sum_times_zero(eg, value, &[2]);
     let replacement = merge(eg, column_sums);
-    let nan = add_op(eg, OpNode::new("IsNaN", ""), vec![out]);
-    add_op(eg, OpNode::new("Where", ""), vec![nan, replacement, out])
+    nan_replaced(eg, out, replacement)
 }
 
 fn sum_times_zero(eg: &mut EGraph, t: Id, axes: &[i64]) -> Id {
