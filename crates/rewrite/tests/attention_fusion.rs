@@ -61,6 +61,8 @@ fn synthetic_spellings_fuse_into_one_attention() {
         MaskForm::ClassicAdditive(f32::MIN),
         MaskForm::Select(f32::MIN),
         MaskForm::Select(f32::NEG_INFINITY),
+        MaskForm::MaskedFill(f32::MIN),
+        MaskForm::MaskedFill(f32::NEG_INFINITY),
     ];
     for scale in scales {
         for key_transpose in keys {
@@ -258,6 +260,13 @@ fn does_not_fire_when_conditions_fail() {
             "select mask with a finite fill (replace != add)",
             AttentionOptions {
                 mask: MaskForm::Select(-10000.0),
+                ..Default::default()
+            },
+        ),
+        (
+            "masked_fill with a finite fill (replace != add)",
+            AttentionOptions {
+                mask: MaskForm::MaskedFill(-10000.0),
                 ..Default::default()
             },
         ),

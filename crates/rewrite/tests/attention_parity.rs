@@ -165,6 +165,16 @@ fn synthetic_models() -> Vec<(String, Model)> {
             KeyTransposeForm::OneTranspose,
             MaskForm::None,
         ),
+        (
+            ScaleForm::DivSqrtD,
+            KeyTransposeForm::TwoTransposes,
+            MaskForm::MaskedFill(f32::NEG_INFINITY),
+        ),
+        (
+            ScaleForm::MulReciprocal,
+            KeyTransposeForm::OneTranspose,
+            MaskForm::MaskedFill(f32::MIN),
+        ),
     ];
     for (scale, key_transpose, mask) in forms {
         let opts = AttentionOptions {

@@ -4,8 +4,8 @@
 //! hand-written model) makes: operand order of every commutative op, a constant factor as
 //! `Mul` by `c` or `Div` by `1/c`, where a constant factor sits in a product, `x³` as
 //! `Pow(x, 3)`, `x * (x * x)` or `(x * x) * x`, `1/sqrt(v)` as `Div`, `Reciprocal`,
-//! `Div(1, ..)` or `Pow(v, -0.5)`, a square as `Pow(d, 2)` or `d * d`, an `Identity` or a
-//! no-op `Cast` in the way. Blocks: GELU (erf), tanh GELU, sigmoid GELU, LayerNorm, RMS norm
+//! `Div(1, ..)` or `Pow(v, -0.5)`, a square as `Pow(d, 2)` or `d * d`, an `Identity`, a
+//! no-op `Cast` or a one-input `Concat` in the way. Blocks: GELU (erf), tanh GELU, sigmoid GELU, LayerNorm, RMS norm
 //! (with its residual Add), and the attention scale (on the scores, on Q, on Kᵀ, split as
 //! d^-1/4 on both, as `Div` or `Mul`, constant on either side). For each drawn spelling:
 //! the optimized graph holds the fused op and none of the ops the block is made of, and it
@@ -76,7 +76,8 @@ fn scale(b: &mut Builder, c: &mut Choices, x: &str, k: f32) -> String {
     }
 }
 
-/// `x`, or `x` behind an `Identity` or a `Cast` to float (no-ops the exporters leave).
+/// `x`, or `x` behind an `Identity`, a `Cast` to float or a `Concat` of `x` alone (no-ops
+/// the exporters leave; XLM joins its keys to an empty cache that way).
 fn noop(b: &mut Builder, c: &mut Choices, x: &str) -> String {
     match (c.flip(), c.flip()) {
         (true, true) => b.op("Identity", &[x]),
@@ -85,7 +86,8 @@ fn noop(b: &mut Builder, c: &mut Choices, x: &str) -> String {
             &[x],
             vec![("to", AttrValue::Int(i64::from(DataType::Float.code())))],
         ),
-        _ => x.to_string(),
+        (false, true) => b.op_attrs("Concat", &[x], vec![("axis", AttrValue::Int(-1))]),
+        (false, false) => x.to_string(),
     }
 }
 

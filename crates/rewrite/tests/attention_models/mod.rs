@@ -268,6 +268,9 @@ pub enum MaskForm {
     ClassicAdditive(f32),
     /// `Where(Cast(Unsqueeze(mask, [1, 2]), bool), scores, fill)` (select, not add).
     Select(f32),
+    /// `Where(Equal(Unsqueeze(mask, [1, 2]), 0), fill, scores)`: PyTorch's `masked_fill`
+    /// (the fill in the first branch, as XLM writes it).
+    MaskedFill(f32),
 }
 
 /// How Kᵀ is spelled.
@@ -505,6 +508,13 @@ pub fn bert_attention_layer(opts: AttentionOptions) -> Model {
             );
             let f = b.const_scalar_f32(fill);
             b.op("Where", &[&keep, &scores, &f], vec![])
+        }
+        (MaskForm::MaskedFill(fill), Some(m)) => {
+            let m4 = b.unsqueeze(m, &[1, 2]);
+            let zero = b.const_i64s(&[0]);
+            let masked = b.op("Equal", &[&m4, &zero], vec![]);
+            let f = b.const_scalar_f32(fill);
+            b.op("Where", &[&masked, &f, &scores], vec![])
         }
         _ => scores,
     };
